@@ -1,0 +1,5 @@
+import sys
+
+from vidinv.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""The ``vidinv`` command line: flags -> a config object -> the pipeline.
+
+Each sub-command lives in ``vidinv/commands/<name>.py`` and exposes
+``add_parser(subparsers)`` (registers its flags, sets ``func``) and is otherwise
+independent. Errors are one clear line and a non-zero exit; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+# Sub-command modules, in the order ``--help`` lists them.
+COMMANDS = ("edit", "faces", "eval", "directions", "weights", "doctor", "bench", "train")
+
+EPILOG = """examples:
+  vidinv edit clip.mp4 --attr smile --strength 2
+  vidinv edit clip.mp4 --attr smile=1.5 --attr age=-1 --out edited.mp4
+  vidinv faces clip.mp4
+  vidinv eval ravdess /data/RAVDESS --num-videos 120 --seed 0
+  vidinv weights list
+  vidinv doctor
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidinv",
+        description="Edit faces in real videos through StyleGAN2 and the Feature-Style encoder.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, only errors")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"vidinv.commands.{name}")
+        except ModuleNotFoundError as exc:  # a command not built yet
+            if exc.name == f"vidinv.commands.{name}":
+                continue
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # global flags may be given after the sub-command too
+    debug = "--debug" in argv
+    quiet = "--quiet" in argv
+    argv = [a for a in argv if a not in ("--debug", "--quiet")]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug, args.quiet = debug, quiet
+    logging.basicConfig(
+        level=logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO),
+        format="%(message)s" if not debug else "%(levelname)s %(name)s: %(message)s",
+    )
+    if args.version:
+        from vidinv import __version__
+
+        print(f"vidinv {__version__}")
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    from vidinv.errors import VidinvError
+
+    try:
+        return int(args.func(args) or 0)
+    except VidinvError as exc:
+        if debug:
+            raise
+        print(f"vidinv: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vidinv: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # unexpected: still one line unless --debug
+        if debug:
+            raise
+        print(f"vidinv: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
