@@ -1,0 +1,456 @@
+"""The edit pipeline: ``vidinv edit clip.mp4 --attr smile --strength 2``.
+
+Passes (each embarrassingly parallel over chunks of frames, with a cheap gather between):
+
+1. analyze  (CPU)  decode + detect + landmarks + colour histograms      -> per-frame detections
+   gather          shot cuts, face tracks, target selection, landmark/quad smoothing, align matrices
+2. invert   (GPU)  decode + batched warp + Feature-Style encoder         -> (w, F) per target face-frame
+   gather          code smoothing, edits with their schedule, edit-delta smoothing
+3. render   (GPU)  decode + feature-code edit + unalign + mask + blend   -> frames, written in order
+
+What crosses the object store: chunk ranges and detections (a few KB per frame) in pass 1;
+3x3 matrices in, codes out in pass 2 (w: L*sd floats, F: C*16*16 floats per face-frame);
+codes in and finished frames out in pass 3. The driver keeps per-chunk results in a cache
+folder so that an interrupted run resumes without redoing finished chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from vidinv.config import PipelineConfig
+from vidinv.errors import InputError, VidinvError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Target:
+    """One face track to edit: per-frame validity, align matrices and crop-space landmarks."""
+
+    track_id: int
+    valid: np.ndarray  # [T] bool
+    M: np.ndarray  # [T,3,3] frame -> crop
+    lm_crop: np.ndarray  # [T,68,2]
+    frames: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class EditResult:
+    output: str | None
+    n_frames: int
+    targets: list[int]
+    faces_edited: int
+    timings: dict = field(default_factory=dict)
+    copied_through: bool = False
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+class ChunkCache:
+    """Per-chunk results on disk (pickle of plain dicts of numpy arrays), keyed by the run's inputs."""
+
+    def __init__(self, root: Path | None, key: str) -> None:
+        self.root = None if root is None else Path(root) / key
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, kind: str, start: int) -> Path:
+        assert self.root is not None
+        return self.root / f"{kind}_{start:08d}.pkl"
+
+    def get(self, kind: str, start: int) -> Any | None:
+        if self.root is None:
+            return None
+        p = self._path(kind, start)
+        if not p.is_file():
+            return None
+        try:
+            with open(p, "rb") as fh:
+                return pickle.load(fh)
+        except Exception:  # a torn file from a killed run: recompute
+            return None
+
+    def put(self, kind: str, start: int, value: Any) -> None:
+        if self.root is None:
+            return
+        p = self._path(kind, start)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, p)
+
+    def count(self, kind: str) -> int:
+        return 0 if self.root is None else len(list(self.root.glob(f"{kind}_*.pkl")))
+
+
+def _cached_map(executor, stage_cls, kwargs, items: list[dict], cache: ChunkCache, kind: str,
+                gpu: bool, progress: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Yield each item's result in order, taking finished chunks from the cache and computing the rest."""
+    todo = [it for it in items if cache.get(kind, it["start"]) is None]
+    computed = executor.map(stage_cls, kwargs, iter(todo), gpu=gpu) if todo else iter(())
+    todo_starts = {it["start"] for it in todo}
+    for it in items:
+        if it["start"] in todo_starts:
+            res = next(computed)
+            cache.put(kind, it["start"], res)
+        else:
+            res = cache.get(kind, it["start"])
+        if progress:
+            progress(it["stop"] - it["start"])
+        yield res
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _runs(valid: np.ndarray, cuts: list[int]) -> list[tuple[int, int]]:
+    """Maximal [a, b) runs of valid frames that cross no shot cut."""
+    runs, start = [], None
+    cutset = set(cuts)
+    for t in range(len(valid) + 1):
+        boundary = t == len(valid) or not valid[t] or (t in cutset and start is not None)
+        if boundary and start is not None:
+            runs.append((start, t))
+            start = None
+        if t < len(valid) and valid[t] and start is None:
+            start = t
+    return runs
+
+
+def smooth_runs(x: np.ndarray, valid: np.ndarray, cuts: list[int], cfg: dict) -> np.ndarray:
+    """Apply a stabilizer (``{'method': 'gaussian', 'sigma': 3}`` ...) to each valid run separately."""
+    from stabilizers import build_stabilizer
+
+    if not cfg or cfg.get("method", "none") == "none":
+        return x
+    filt = build_stabilizer(dict(cfg))
+    out = x.copy()
+    for a, b in _runs(valid, cuts):
+        out[a:b] = np.asarray(filt(x[a:b]))
+    return out
+
+
+def plan_geometry(analysis: list[dict], n_frames: int, cfg: PipelineConfig, size: int,
+                  frames_for_flow: Callable | None = None) -> tuple[list[Target], list, list[int]]:
+    """Gather of pass 1: cuts, tracks, the selected targets and their smoothed align matrices."""
+    from vidinv.faces.align import ffhq_quad, quad_to_matrix
+    from vidinv.faces.detect import Face
+    from vidinv.faces.track import build_tracks, cuts_from_histograms, select_tracks
+
+    dets: list[list] = []
+    hists = []
+    for res in analysis:
+        for faces in res["faces"]:
+            dets.append([Face(bbox=f["bbox"], score=f["score"], landmarks=f["landmarks"]) for f in faces])
+        hists.append(res["hists"])
+    hists_a = np.concatenate(hists) if hists else np.zeros((0, 1))
+    cuts = list(cuts_from_histograms(hists_a, threshold=cfg.faces.cut_threshold)) if len(hists_a) > 1 else []
+    tracks = build_tracks(dets, max_gap=cfg.faces.max_gap, cuts=cuts)
+    tracks = [t for t in tracks if len(t.frames) >= min(cfg.faces.min_track_length, n_frames)]
+    chosen = select_tracks(tracks, _face_mode(cfg.faces.face)) if tracks else []
+    targets = []
+    for tr in chosen:
+        lm, valid = tr.landmarks_array(n_frames)
+        lm = smooth_runs(lm.astype(np.float64), valid, cuts, cfg.stabilize.landmarks)
+        quads = ffhq_quad(lm)
+        quads = smooth_runs(quads, valid, cuts, cfg.stabilize.quads)
+        M = np.asarray(quad_to_matrix(np.asarray(quads, np.float64), size), np.float64)
+        ones = np.ones(lm.shape[:-1] + (1,))
+        hom = np.concatenate([lm, ones], -1) @ np.swapaxes(M, -1, -2)
+        lm_crop = hom[..., :2] / hom[..., 2:3]
+        idx = np.flatnonzero(valid)
+        span = (int(idx[0]), int(idx[-1]) + 1) if len(idx) else (0, 0)
+        targets.append(Target(int(tr.id), valid.astype(bool), M.astype(np.float32), lm_crop.astype(np.float32), span))
+    return targets, tracks, cuts
+
+
+def _face_mode(face: str):
+    s = str(face)
+    if s in ("largest", "all"):
+        return s
+    try:
+        return int(s)
+    except ValueError:
+        raise VidinvError(f"--face {face!r}: expected 'largest', 'all' or a track id (see `vidinv faces CLIP`)") from None
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _run_key(path: Path, cfg: PipelineConfig, edits: Any) -> str:
+    st = path.stat()
+    d = cfg.to_dict()
+    d.pop("execution", None)
+    d.pop("output", None)
+    blob = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, d, edits], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+class _Progress:
+    def __init__(self, total: int, desc: str, quiet: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False)
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class EditPipeline:
+    """Named components + one ``__call__``: ``EditPipeline(cfg)(input, output, edits)``.
+
+    ``edits`` is a list of ``(attribute spec, strength)``: a known attribute name, ``sefa:N``
+    or a direction file; an empty list renders the plain inversion.
+    """
+
+    def __init__(self, cfg: PipelineConfig, executor=None, quiet: bool = False, offline: bool | None = None) -> None:
+        self.cfg = cfg
+        self.quiet = quiet
+        self.offline = offline
+        self._executor = executor
+
+    @property
+    def executor(self):
+        if self._executor is None:
+            from pipelines.executors import make_executor
+
+            self._executor = make_executor(self.cfg.execution)
+        return self._executor
+
+    # -- helpers used by several commands
+    def model_spec(self) -> dict:
+        from pipelines.components import resolve_model_spec
+
+        return resolve_model_spec(self.cfg.models, offline=self.offline)
+
+    def analyze(self, path: Path, info, cache: ChunkCache) -> list[dict]:
+        items = [dict(path=str(path), start=a, stop=b) for a, b in _chunks(info.n_frames, self.cfg.execution.chunk_size)]
+        from pipelines.stages import AnalyzeStage
+
+        bar = _Progress(info.n_frames, "detect", self.quiet)
+        kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side)
+        out = list(_cached_map(self.executor, AnalyzeStage, kw, items, cache, "analyze", gpu=False, progress=bar))
+        bar.close()
+        return out
+
+    def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache) -> dict:
+        """Codes per target: ``{track_id: (w [T,L,sd], F [T,C,r,r])}`` (rows of invalid frames are zero)."""
+        from pipelines.stages import InvertStage
+
+        items = []
+        for a, b in _chunks(info.n_frames, self.cfg.execution.chunk_size):
+            jobs = [(t, (ti, t), tg.M[t]) for ti, tg in enumerate(targets) for t in range(a, b) if tg.valid[t]]
+            items.append(dict(path=str(path), start=a, stop=b, jobs=jobs))
+        bar = _Progress(info.n_frames, "invert", self.quiet)
+        codes: dict[int, list] = {}
+        for res in _cached_map(self.executor, InvertStage, dict(spec=spec), items, cache, "invert", gpu=True, progress=bar):
+            for i, key in enumerate(res["keys"]):
+                codes.setdefault(key[0], []).append((key[1], res["w"][i], res["F"][i]))
+        bar.close()
+        out = {}
+        for ti, rows in codes.items():
+            rows.sort(key=lambda r: r[0])
+            w0, F0 = rows[0][1], rows[0][2]
+            W = np.zeros((info.n_frames,) + w0.shape, np.float32)
+            Fm = np.zeros((info.n_frames,) + F0.shape, np.float32)
+            for t, w, F in rows:
+                W[t], Fm[t] = w, F
+            out[ti] = (W, Fm)
+        return out
+
+    def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
+                 edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False) -> EditResult:
+        import time
+
+        from vidinv.io.video import VideoWriter, probe
+
+        src = Path(input_path)
+        if not src.exists():
+            raise InputError(f"{src}: no such file")
+        out = Path(output_path) if output_path else src.with_name(f"{src.stem}_{_edit_tag(edits)}.mp4")
+        if out.resolve() == src.resolve():
+            raise InputError(f"the output {out} would overwrite the input")
+        info = probe(src)
+        if info.n_frames == 0:
+            raise InputError(f"{src}: the video has no frames")
+        edits = list(edits or [])
+        spec = self.model_spec()  # fails here, before any work, when weights are missing
+        directions = self._directions(edits, spec)
+        cache_root = Path(self.cfg.execution.cache_dir) if self.cfg.execution.cache_dir else out.parent / f".{out.name}.vidinv-cache"
+        cache = ChunkCache(cache_root, _run_key(src, self.cfg, edits))
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        analysis = self.analyze(src, info, cache)
+        timings["analyze_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        size = _generator_size(spec)
+        targets, tracks, cuts = plan_geometry(analysis, info.n_frames, self.cfg, size)
+        timings["plan_s"] = time.perf_counter() - t0
+        if not targets or not any(t.valid.any() for t in targets):
+            if not allow_no_face:
+                raise VidinvError(f"no face found in {src} ({info.n_frames} frames); "
+                                  "pass --allow-no-face to copy it through unchanged")
+            _atomic_copy(src, out)
+            self._cleanup(cache_root)
+            return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True)
+        log.info("editing %d face track(s): %s", len(targets), ", ".join(f"#{t.track_id} frames {t.frames[0]}-{t.frames[1] - 1}" for t in targets))
+
+        t0 = time.perf_counter()
+        codes = self.invert(src, info, targets, spec, cache)
+        timings["invert_s"] = time.perf_counter() - t0
+
+        times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
+        per_target = self._edit_codes(targets, codes, directions, cuts, times)
+
+        t0 = time.perf_counter()
+        from pipelines.stages import RenderStage
+
+        items = []
+        for a, b in _chunks(info.n_frames, self.cfg.execution.chunk_size):
+            jobs = []
+            for ti, tg in enumerate(targets):
+                if ti not in per_target:
+                    continue
+                W, Fm, WE = per_target[ti]
+                for t in range(a, b):
+                    if tg.valid[t]:
+                        jobs.append(dict(frame=t, M=tg.M[t], lm_crop=tg.lm_crop[t], w=W[t], F=Fm[t],
+                                         w_edit=None if WE is None else WE[t]))
+            jobs.sort(key=lambda j: j["frame"])
+            items.append(dict(path=str(src), start=a, stop=b, jobs=jobs))
+        bar = _Progress(info.n_frames, "render", self.quiet)
+        n_written = 0
+        with VideoWriter(out, info, crf=self.cfg.output.crf, preset=self.cfg.output.preset, audio_from=src) as writer:
+            for res in _cached_map(self.executor, RenderStage, dict(spec=spec, blend=asdict(self.cfg.blend)), items,
+                                   cache, "render", gpu=True, progress=bar):
+                writer.write(res["frames"], res["pts"])
+                n_written += len(res["frames"])
+        bar.close()
+        timings["render_write_s"] = time.perf_counter() - t0
+        if n_written != info.n_frames:  # pragma: no cover - a broken invariant
+            raise VidinvError(f"internal error: wrote {n_written} of {info.n_frames} frames")
+        self._cleanup(cache_root)
+        return EditResult(str(out), info.n_frames, [t.track_id for t in targets],
+                          int(sum(t.valid.sum() for t in targets)), timings)
+
+    def _cleanup(self, cache_root: Path) -> None:
+        if not self.cfg.execution.keep_cache:
+            shutil.rmtree(cache_root, ignore_errors=True)
+
+    def _directions(self, edits: list[tuple[str, float]], spec: dict) -> list:
+        if not edits:
+            return []
+        from vidinv.editing.attributes import resolve_attribute
+
+        n_latent, style_dim = _generator_dims(spec)
+        out = []
+        for name, strength in edits:
+            d = resolve_attribute(name, n_latent=n_latent, style_dim=style_dim, generator_spec=spec, offline=self.offline)
+            out.append((d, float(strength)))
+        return out
+
+    def _edit_codes(self, targets, codes, directions, cuts, times) -> dict:
+        """Gather of pass 2: code smoothing, edits with their schedule, edit-delta smoothing."""
+        import torch
+
+        from vidinv.editing.directions import apply_edits
+        from vidinv.editing.schedule import Schedule
+
+        sched = Schedule.parse(self.cfg.edit.schedule)
+        T = len(times)
+        ramp = np.asarray(sched.strengths(T, times=times - times[0] if T else None), np.float64)
+        out = {}
+        for ti, tg in enumerate(targets):
+            if ti not in codes:
+                continue
+            W, Fm = codes[ti]
+            W = smooth_runs(W, tg.valid, cuts, self.cfg.stabilize.codes)
+            Fm = smooth_runs(Fm, tg.valid, cuts, self.cfg.stabilize.codes)
+            if not directions:
+                out[ti] = (W, Fm, None)
+                continue
+            wt = torch.from_numpy(W)
+            edits = [(d, torch.as_tensor(s * ramp, dtype=torch.float32)) for d, s in directions]
+            WE = apply_edits(wt, edits).numpy()
+            delta = smooth_runs(WE - W, tg.valid, cuts, self.cfg.stabilize.edit_delta)
+            out[ti] = (W, Fm, (W + delta).astype(np.float32))
+        return out
+
+
+def analysis_pts(analysis: list[dict]) -> list[int]:
+    return [int(p) for res in analysis for p in res["pts"]]
+
+
+def _edit_tag(edits) -> str:
+    if not edits:
+        return "inversion"
+    parts = []
+    for name, s in edits:
+        base = Path(str(name)).stem if ("/" in str(name) or "." in str(name)) else str(name)
+        parts.append(base.replace(":", "") + ("" if float(s) == 1 else f"{float(s):+g}"))
+    return "_".join(parts)
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _generator_dims(spec: dict) -> tuple[int, int]:
+    from pipelines.components import build_models
+
+    G = build_models(spec).generator if spec["generator"] == "tiny" else _light_generator(spec)
+    return int(G.n_latent), int(G.style_dim)
+
+
+def _generator_size(spec: dict) -> int:
+    from pipelines.components import build_models
+
+    G = build_models(spec).generator if spec["generator"] == "tiny" else _light_generator(spec)
+    return int(G.size)
+
+
+_LIGHT: dict[str, Any] = {}
+
+
+def _light_generator(spec: dict):
+    """The generator's dimensions without keeping a second copy of the model in the driver."""
+    key = spec["generator"]
+    if key not in _LIGHT:
+        from types import SimpleNamespace
+
+        from vidinv.models.checkpoint import safe_load
+        from vidinv.models.stylegan2 import generator_config_from_state_dict, split_checkpoint
+
+        sd, _ = split_checkpoint(safe_load(key, allow_pickle=spec.get("allow_pickle", False)))
+        c = generator_config_from_state_dict(sd)
+        log_size = int(np.log2(c["size"]))
+        _LIGHT[key] = SimpleNamespace(size=c["size"], style_dim=c["style_dim"], n_latent=log_size * 2 - 2)
+    return _LIGHT[key]

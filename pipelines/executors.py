@@ -1,0 +1,175 @@
+"""Executors: run a Ray-agnostic stage over a stream of work items, in-process or on Ray.
+
+A *stage* is a plain class: ``__init__(**kwargs)`` loads its models once and
+``__call__(item) -> result`` is pure. ``LocalExecutor`` builds one instance in this
+process; ``RayExecutor`` builds a pool of Ray actors (one model copy per worker, one GPU
+each when GPUs exist) and maps the items over them.
+
+Why Ray core actors (``ray.util.ActorPool``) rather than Ray Data ``map_batches``: our
+work items are chunks of one clip whose results must reach a single writer in order,
+with a bounded number in flight, and the clip-wide passes (tracking, smoothing) sit
+between parallel passes. ``ActorPool.map`` gives ordered results, submits a new item
+only when an actor is free (backpressure: memory is bounded by workers x chunk size,
+not by clip length), and actors created with ``max_restarts``/``max_task_retries`` are
+restarted by Ray and their task retried when a worker dies. Ray Data would add a
+dataset materialisation per pass and its own block sizing for no gain here.
+
+This module is the only place (with ``pipelines/``) that imports ``ray``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable, Iterator
+
+log = logging.getLogger(__name__)
+
+
+class LocalExecutor:
+    """In-process execution: debugging, tiny clips, tests."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._stages: dict[tuple, Any] = {}
+
+    @property
+    def num_workers(self) -> int:
+        return 1
+
+    def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
+        key = (stage_cls, repr(sorted(stage_kwargs.items(), key=lambda kv: kv[0])))
+        if key not in self._stages:
+            self._stages[key] = stage_cls(**stage_kwargs)
+        stage = self._stages[key]
+        for item in items:
+            yield stage(item)
+
+    def shutdown(self) -> None:
+        self._stages.clear()
+
+
+def _ray():
+    import ray  # imported lazily: `import vidinv` never imports ray
+
+    return ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> None:
+    """Start an embedded local Ray instance, or join a cluster (``auto``, ``ray://host:port``, ``$RAY_ADDRESS``)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = dict(ignore_reinit_error=True, log_to_driver=not quiet)
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["include_dashboard"] = False
+        if num_cpus:
+            kwargs["num_cpus"] = num_cpus
+    log.info("ray: %s", f"joining {address}" if address else "starting an embedded local instance")
+    ray.init(**kwargs)
+
+
+class _ActorStage:
+    """The remote wrapper: holds one stage instance (one model copy)."""
+
+    def __init__(self, stage_cls: type, stage_kwargs: dict) -> None:
+        self.stage = stage_cls(**stage_kwargs)
+
+    def run(self, item: Any) -> Any:
+        return self.stage(item)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
+        return _ray().get_runtime_context().get_node_id()
+
+
+class RayExecutor:
+    """Ray actor pools: one model copy per worker; ordered results; retried on worker death."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_workers: int | None = None,
+        gpus_per_worker: float | None = None,
+        cpus_per_worker: float = 1,
+        max_restarts: int = 3,
+        max_task_retries: int = 3,
+    ) -> None:
+        init_ray(address)
+        ray = _ray()
+        res = ray.cluster_resources()
+        gpus = float(res.get("GPU", 0))
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if gpus >= 1 else 0.0
+        if num_workers is None:
+            if gpus_per_worker > 0:
+                num_workers = max(1, int(gpus // gpus_per_worker))
+            else:
+                num_workers = max(1, int(res.get("CPU", 1) // max(cpus_per_worker, 1e-9)))
+        self._num_workers = int(num_workers)
+        self.gpus_per_worker = float(gpus_per_worker)
+        self.cpus_per_worker = float(cpus_per_worker)
+        self.max_restarts = max_restarts
+        self.max_task_retries = max_task_retries
+        self._pools: dict[tuple, Any] = {}
+        log.info("ray: %d worker(s), %.2g GPU and %.2g CPU each", self._num_workers, gpus_per_worker, cpus_per_worker)
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    def actors(self, stage_cls: type, stage_kwargs: dict, gpu: bool = False) -> list:
+        key = (stage_cls, repr(sorted(stage_kwargs.items(), key=lambda kv: kv[0])), gpu)
+        if key not in self._pools:
+            ray = _ray()
+            remote = ray.remote(_ActorStage).options(
+                num_cpus=self.cpus_per_worker,
+                num_gpus=self.gpus_per_worker if gpu else 0,
+                max_restarts=self.max_restarts,
+                max_task_retries=self.max_task_retries,
+            )
+            self._pools[key] = [remote.remote(stage_cls, stage_kwargs) for _ in range(self._num_workers)]
+        return self._pools[key]
+
+    def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
+        from ray.util import ActorPool
+
+        pool = ActorPool(self.actors(stage_cls, stage_kwargs, gpu))
+        # ActorPool.map submits an item only when an actor is free: bounded memory, ordered results.
+        yield from pool.map(lambda actor, item: actor.run.remote(item), items)
+
+    def shutdown(self) -> None:
+        ray = _ray()
+        for actors in self._pools.values():
+            for a in actors:
+                try:
+                    ray.kill(a)
+                except Exception:  # pragma: no cover - already dead
+                    pass
+        self._pools.clear()
+
+
+def make_executor(cfg) -> LocalExecutor | RayExecutor:
+    """From an ``ExecutionConfig``."""
+    from vidinv.errors import VidinvError
+
+    if cfg.executor == "local":
+        return LocalExecutor()
+    if cfg.executor == "ray":
+        return RayExecutor(
+            address=cfg.address,
+            num_workers=cfg.num_workers,
+            gpus_per_worker=cfg.gpus_per_worker,
+            cpus_per_worker=cfg.cpus_per_worker,
+        )
+    raise VidinvError(f"unknown executor {cfg.executor!r}; choose 'ray' or 'local'")
+
+

@@ -1,0 +1,171 @@
+"""Ray-agnostic stages of the video pipeline.
+
+Each stage is a plain class: ``__init__`` builds its models once, ``__call__(item) -> result``
+is pure (no shared state, no I/O besides reading its chunk of the input clip). The same
+classes run in-process (``LocalExecutor``) and as Ray actors (``RayExecutor``).
+
+Work items are small dicts: the clip path, a frame range ``[start, stop)`` and, for the model
+passes, the per-face jobs of those frames (matrices, codes). Each stage decodes its own chunk
+with ``VideoReader.read_range`` so decoding runs in parallel with compute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _read(item: dict):
+    from vidinv.io.video import VideoReader
+
+    return VideoReader(item["path"]).read_range(item["start"], item["stop"])
+
+
+def _to_tensor(frames: np.ndarray, device, dtype) -> torch.Tensor:
+    """uint8 [N,H,W,3] -> float [N,3,H,W] in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2)
+    return x.to(dtype) / 127.5 - 1.0
+
+
+def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
+    """Detections as plain dicts of numpy arrays (what crosses the object store and the cache)."""
+    return [
+        [dict(bbox=np.asarray(f.bbox, np.float32), score=float(f.score), landmarks=np.asarray(f.landmarks, np.float32))
+         for f in faces]
+        for faces in faces_per_frame
+    ]
+
+
+class AnalyzeStage:
+    """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
+
+    def __init__(self, detector: str = "auto", detect_max_side: int = 640) -> None:
+        from vidinv.faces.detect import get_detector
+
+        self.detector = get_detector(detector)
+        self.max_side = int(detect_max_side)
+
+    def __call__(self, item: dict) -> dict:
+        import cv2
+
+        from vidinv.faces.track import frame_histogram
+
+        chunk = _read(item)
+        frames = chunk.frames
+        h, w = frames.shape[1:3]
+        scale = min(1.0, self.max_side / max(h, w)) if self.max_side else 1.0
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        else:
+            small = frames
+        dets = self.detector.detect(small)
+        out = faces_to_arrays(dets)
+        if scale < 1.0:
+            sx, sy = w / small.shape[2], h / small.shape[1]
+            for faces in out:
+                for f in faces:
+                    f["bbox"] = f["bbox"] * np.array([sx, sy, sx, sy], np.float32)
+                    f["landmarks"] = f["landmarks"] * np.array([sx, sy], np.float32)
+        hists = np.stack([frame_histogram(f) for f in frames])
+        return {"start": item["start"], "faces": out, "hists": hists, "pts": np.asarray(chunk.pts)}
+
+
+class InvertStage:
+    """Pass 2 (GPU): align the target faces of a chunk (one batched warp) and invert them to (w, F)."""
+
+    def __init__(self, spec: dict) -> None:
+        from pipelines.components import build_models
+
+        self.m = build_models(spec)
+        self.batch = int(spec.get("batch_size", 4))
+
+    @torch.no_grad()
+    def __call__(self, item: dict) -> dict:
+        from vidinv.faces.align import align_faces
+
+        jobs = item["jobs"]  # list of (frame_index, key, M [3,3])
+        m = self.m
+        if not jobs:
+            return {"keys": [], "w": None, "F": None}
+        chunk = _read(item)
+        ws, fs = [], []
+        size = m.generator.size
+        for b in range(0, len(jobs), self.batch):
+            part = jobs[b : b + self.batch]
+            frames = _to_tensor(chunk.frames[[j[0] - item["start"] for j in part]], m.device, m.dtype)
+            M = torch.as_tensor(np.stack([j[2] for j in part]), dtype=m.dtype, device=m.device)
+            crops = align_faces(frames, M, size)
+            w, F = m.inverter(crops)
+            ws.append(w.float().cpu())
+            fs.append(F.float().cpu())
+        return {"keys": [j[1] for j in jobs], "w": torch.cat(ws).numpy(), "F": torch.cat(fs).numpy()}
+
+
+class RenderStage:
+    """Pass 3 (GPU): render the edited faces (feature-code edit), unalign, mask and blend into the frames."""
+
+    def __init__(self, spec: dict, blend: dict) -> None:
+        from pipelines.components import build_models
+
+        self.m = build_models(spec)
+        self.batch = int(spec.get("batch_size", 4))
+        self.k = int(spec.get("feature_layer", 5))
+        self.feature_scale = float(spec.get("feature_scale", 1.0))
+        self.blend = dict(blend)
+
+    @torch.no_grad()
+    def render(self, w: np.ndarray, F: np.ndarray, w_edit: np.ndarray | None) -> torch.Tensor:
+        """Codes -> images [N,3,S,S] in [-1,1] (the inversion when ``w_edit`` is None)."""
+        from vidinv.editing.feature_edit import feature_edit
+
+        m = self.m
+        out = []
+        for b in range(0, len(w), self.batch):
+            wb = torch.as_tensor(w[b : b + self.batch], dtype=m.dtype, device=m.device)
+            Fb = torch.as_tensor(F[b : b + self.batch], dtype=m.dtype, device=m.device)
+            web = None if w_edit is None else torch.as_tensor(w_edit[b : b + self.batch], dtype=m.dtype, device=m.device)
+            out.append(feature_edit(m.generator, wb, Fb, web, m.noise, k=self.k, feature_scale=self.feature_scale).float())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def __call__(self, item: dict) -> dict:
+        from vidinv.faces.align import unalign
+        from vidinv.faces.blend import blend_alpha, blend_laplacian, blend_poisson
+        from vidinv.faces.mask import landmark_hull_mask
+
+        chunk = _read(item)
+        frames = chunk.frames.copy()
+        jobs = item["jobs"]  # list of dicts: frame, M, lm_crop, w, F, w_edit
+        out: dict[str, Any] = {"start": item["start"], "pts": np.asarray(chunk.pts), "frames": frames}
+        if not jobs:
+            return out
+        m = self.m
+        size = m.generator.size
+        h, w_ = frames.shape[1:3]
+        w = np.stack([j["w"] for j in jobs])
+        F = np.stack([j["F"] for j in jobs])
+        w_edit = np.stack([j["w_edit"] for j in jobs]) if jobs[0].get("w_edit") is not None else None
+        images = (self.render(w, F, w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1], on CPU
+        lm = torch.as_tensor(np.stack([j["lm_crop"] for j in jobs]), dtype=torch.float32)
+        masks = landmark_hull_mask(lm, size, dilate=self.blend.get("dilate", 0.02),
+                                   feather=self.blend.get("feather", 0.04))
+        method = self.blend.get("method", "alpha")
+        for idx, job in enumerate(jobs):  # faces of one frame are blended one after the other
+            fi = job["frame"] - item["start"]
+            M = torch.as_tensor(job["M"], dtype=torch.float32)[None]
+            face, valid = unalign(images[idx : idx + 1], M, (h, w_))
+            mask, _ = unalign(masks[idx : idx + 1], M, (h, w_))
+            mask = mask * valid
+            dst = torch.from_numpy(frames[fi]).permute(2, 0, 1)[None].float() / 255.0
+            if method == "poisson":
+                res = blend_poisson(face, dst, mask)
+            elif method == "laplacian":
+                res = blend_laplacian(face, dst, mask)
+            else:
+                res = blend_alpha(face, dst, mask)
+            res = torch.as_tensor(res)
+            frames[fi] = (res[0].permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+        return out
