@@ -169,3 +169,39 @@ class RenderStage:
             res = torch.as_tensor(res)
             frames[fi] = (res[0].permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
         return out
+
+
+class ReconstructStage(RenderStage):
+    """For evaluation: the aligned source crops, their inversion and (optionally) their edit, as uint8 crops."""
+
+    def __init__(self, spec: dict, out_size: int = 256) -> None:
+        super().__init__(spec, blend={})
+        self.out_size = int(out_size)
+
+    def _u8(self, x: torch.Tensor) -> np.ndarray:
+        """[N,3,S,S] in [-1,1] -> uint8 [N,s,s,3] at the metric size."""
+        import torch.nn.functional as Fnn
+
+        if x.shape[-1] != self.out_size:
+            x = Fnn.interpolate(x, size=(self.out_size, self.out_size), mode="bilinear", align_corners=False, antialias=True)
+        return ((x.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def __call__(self, item: dict) -> dict:
+        from vidinv.faces.align import align_faces
+
+        jobs = item["jobs"]
+        if not jobs:
+            return {"frames": [], "source": None, "inversion": None, "edit": None}
+        m = self.m
+        chunk = _read(item)
+        frames = _to_tensor(chunk.frames[[j["frame"] - item["start"] for j in jobs]], m.device, m.dtype)
+        M = torch.as_tensor(np.stack([j["M"] for j in jobs]), dtype=m.dtype, device=m.device)
+        source = self._u8(align_faces(frames, M, m.generator.size).float())
+        w = np.stack([j["w"] for j in jobs])
+        F = np.stack([j["F"] for j in jobs])
+        inversion = self._u8(self.render(w, F, None))
+        edit = None
+        if jobs[0].get("w_edit") is not None:
+            edit = self._u8(self.render(w, F, np.stack([j["w_edit"] for j in jobs])))
+        return {"frames": [j["frame"] for j in jobs], "source": source, "inversion": inversion, "edit": edit}

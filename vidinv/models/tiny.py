@@ -34,6 +34,7 @@ def tiny_encoder(seed: int = 0):
 
     torch.manual_seed(seed)
     E = FSEncoder(n_styles=10, style_dim=TINY_STYLE_DIM, widths=(8, 12, 16, 24), content_channels=32)
+    calibrate_batchnorm(E, (3, 256, 256), seed)
     return E.eval()
 
 
@@ -52,7 +53,33 @@ def tiny_iresnet(seed: int = 0):
     from vidinv.models.iresnet import iresnet50
 
     torch.manual_seed(seed)
-    return iresnet50(widths=(8, 12, 16, 24), embedding=64).eval()
+    M = iresnet50(widths=(8, 12, 16, 24), embedding=64)
+    calibrate_batchnorm(M, (3, 112, 112), seed)
+    return M.eval()
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: torch.nn.Module, shape: tuple, seed: int, batches: int = 2, batch: int = 4) -> None:
+    """Set BatchNorm running statistics from a few smooth random images.
+
+    A deep residual net with random weights and BN statistics of 0/1 blows up in eval
+    mode; the golden fixtures calibrate the same way (a cumulative average over two
+    train-mode batches of smooth noise).
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    g = _seeded(seed + 2000)
+    model.train()
+    for _ in range(batches):
+        low = torch.randn((batch, shape[0], 8, 8), generator=g) * 0.6
+        x = torch.nn.functional.interpolate(low, size=shape[1:], mode="bilinear", align_corners=False)
+        x = (x + 0.15 * torch.randn((batch,) + tuple(shape), generator=g)).clamp(-1, 1)
+        model(x)
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
 
 
 @torch.no_grad()
