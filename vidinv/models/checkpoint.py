@@ -1,0 +1,48 @@
+"""Checkpoints are data: load them with ``torch.load(weights_only=True)``; unpickling code is opt-in."""
+
+from __future__ import annotations
+
+import pickle
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidinv.errors import InputError, VidinvError
+
+
+def safe_load(path: str | PathLike, allow_pickle: bool = False, map_location: Any = "cpu") -> Any:
+    """Load a checkpoint that holds only tensors, dicts, lists and plain values.
+
+    Args:
+        path: the checkpoint file (``.pt`` / ``.pth``, zip or legacy format).
+        allow_pickle: also accept files that need unpickling arbitrary code
+            (``torch.load(weights_only=False)``). Only for files from a source you trust.
+        map_location: passed to ``torch.load``.
+
+    Returns:
+        The loaded object (usually a dict of tensors).
+
+    Raises:
+        InputError: the file is missing or is a directory.
+        VidinvError: the file is corrupt / not a torch file, or needs unpickling and ``allow_pickle`` is False.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"checkpoint not found: {p}")
+    if not p.is_file():
+        raise InputError(f"checkpoint is not a file: {p}")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=not allow_pickle)
+    except pickle.UnpicklingError as e:
+        if not allow_pickle and "weights only" in str(e).lower():
+            hint = str(e).split("\n")[0][:200]
+            raise VidinvError(
+                f"{p} needs unpickling code to load (not a plain state_dict); it was refused for safety "
+                f"({hint}). If you trust its source, load it with allow_pickle=True "
+                "(e.g. `allow_pickle: true` in the model spec)") from None
+        raise VidinvError(f"cannot read checkpoint {p}: corrupt or not a torch file ({e})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, ModuleNotFoundError) as e:
+        msg = str(e).split("\n")[0][:200]
+        raise VidinvError(f"cannot read checkpoint {p}: corrupt or not a torch file ({type(e).__name__}: {msg})") from None
