@@ -17,6 +17,7 @@ checks for that file without downloading anything.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -190,7 +191,9 @@ class LPIPSMetric:
 
         self.device = torch.device(device)
         self.batch = int(batch)
-        self.net = lpips.LPIPS(net="alex", pnet_rand=random_backbone, verbose=False).eval().to(self.device)
+        with warnings.catch_warnings():  # torchvision's deprecation notice about `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = lpips.LPIPS(net="alex", pnet_rand=random_backbone, verbose=False).eval().to(self.device)
 
     @torch.no_grad()
     def __call__(self, a: Images, b: Images) -> np.ndarray:

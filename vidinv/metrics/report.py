@@ -229,7 +229,7 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
     _boxplot(bp, results, order)
 
     def cell(s: dict) -> str:
-        return "n/a" if s["mean"] is None else f"{s['mean']:.4f} ± {s['std']:.4f} (median {s['median']:.4f})"
+        return "n/a" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g} (median {s['median']:.4g})"
 
     lines = ["# vidinv evaluation", "", f"- identity backend: **{backend_name}**",
              f"- LPIPS: {'available (AlexNet, v0.1)' if lpips_ran else doc['lpips']['reason']}",
