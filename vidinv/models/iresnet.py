@@ -136,24 +136,13 @@ def iresnet50(widths: Sequence[int] = (64, 128, 256, 512), embedding: int = 512,
 def read_state_dict(src: str | Path | Mapping[str, Any], what: str = "checkpoint") -> dict[str, Tensor]:
     """A plain state_dict from a path or a loaded mapping (unwraps ``state_dict`` and ``module.``).
 
-    Files are read with ``torch.load(weights_only=True)`` (through ``vidinv.models.checkpoint``
-    when present); a missing file raises :class:`~vidinv.errors.VidinvError`.
+    Files are read with :func:`vidinv.models.checkpoint.safe_load` (``weights_only=True``); a
+    missing file raises :class:`~vidinv.errors.InputError`, a bad one :class:`~vidinv.errors.VidinvError`.
     """
     if isinstance(src, (str, Path)):
-        path = Path(src)
-        if not path.is_file():
-            raise VidinvError(f"{what} file not found: {path}")
-        try:
-            from vidinv.models.checkpoint import safe_load
-        except ImportError:  # pragma: no cover - checkpoint.py is another module's job
-            safe_load = None
-        if safe_load is not None:
-            sd = safe_load(path)
-        else:
-            try:
-                sd = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001 - reported as one clear line
-                raise VidinvError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from e
+        from vidinv.models.checkpoint import safe_load
+
+        sd = safe_load(src)
     else:
         sd = src
     if not isinstance(sd, Mapping):
@@ -171,7 +160,11 @@ def load_strict(model: nn.Module, sd: Mapping[str, Tensor], what: str) -> nn.Mod
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {tuple(sd[k].shape)}!={tuple(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(getattr(sd[k], 'shape', ()))}!={tuple(v.shape)}"
+        for k, v in own.items()
+        if k in sd and (not torch.is_tensor(sd[k]) or sd[k].shape != v.shape)
+    ]
     if missing or unexpected or wrong:
         parts = []
         for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
