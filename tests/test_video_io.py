@@ -1,0 +1,316 @@
+"""vidinv.io.video: probe, streaming/seeking reader, atomic writer with audio passthrough."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+from media_utils import clip_pts, make_clip, pattern_frame  # noqa: E402
+from vidinv.errors import InputError  # noqa: E402
+from vidinv.io.video import FrameChunk, VideoReader, VideoWriter, probe, quality_to_crf  # noqa: E402
+
+VFR_CLIP = "retalking_face1.mp4"
+MPEG4_CLIP = "sadtalker_WDA_KatieHill_000.mp4"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _manifest(media_dir: Path) -> dict[str, dict]:
+    path = media_dir / "MANIFEST.tsv"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    with open(path, newline="") as f:
+        return {Path(r["file"]).name: r for r in csv.DictReader(f, delimiter="\t") if r["file"].startswith("videos/")}
+
+
+def _decode_all(path) -> FrameChunk:
+    chunks = list(VideoReader(path).chunks(16))
+    return FrameChunk(0, np.concatenate([c.frames for c in chunks]), np.concatenate([c.pts for c in chunks]),
+                      chunks[0].time_base)
+
+
+def _audio_packets(path) -> list[list[tuple[bytes, int, int]]]:
+    with av.open(str(path)) as c:
+        out = []
+        for s in c.streams.audio:
+            out.append([(bytes(p), p.pts, p.dts) for p in c.demux(s) if p.size])
+            c.seek(0)
+        return out
+
+
+def _seconds(pts, tb) -> list[Fraction]:
+    return [Fraction(int(p)) * Fraction(tb) for p in pts]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(videos_dir) -> Path:
+    p = videos_dir / VFR_CLIP
+    if not p.exists():
+        pytest.skip(f"{p} is absent")
+    return p
+
+
+@pytest.fixture(scope="module")
+def vfr_decoded(vfr_clip) -> FrameChunk:
+    return _decode_all(vfr_clip)
+
+
+# ---------------------------------------------------------------- shared clips
+
+
+def test_probe_matches_manifest(media_dir, videos_dir):
+    rows = _manifest(media_dir)
+    assert rows, "MANIFEST.tsv lists no videos"
+    for name, row in rows.items():
+        info = probe(videos_dir / name)
+        w, h = map(int, row["resolution"].split("x"))
+        assert (info.display_width, info.display_height) == (w, h), name
+        assert info.rotation == 0
+        n = int(re.search(r"(\d+) frames", row["notes"]).group(1))
+        assert info.n_frames == n, name
+        fps = float(re.match(r"[\d.]+", row["fps"]).group(0))
+        assert info.fps == pytest.approx(fps, abs=0.01), name
+        dur = float(row["duration"].rstrip("s"))
+        assert abs(info.duration - dur) < 0.1, (name, info.duration, dur)
+        assert info.has_audio == (row["audio"] == "yes") and info.n_audio_streams == 1
+        assert info.codec == ("mpeg4" if "mpeg4 Part 2" in row["notes"] else "h264"), name
+        assert info.end_pts > info.start_pts and isinstance(info.time_base, Fraction)
+
+
+def test_decode_count_and_chunks(videos_dir):
+    for path in sorted(videos_dir.glob("*.mp4")):
+        info = probe(path)
+        reader = VideoReader(path)
+        n, last, prev_pts = 0, None, None
+        for chunk in reader.chunks(50):
+            assert chunk.start == n and chunk.frames.dtype == np.uint8 and chunk.pts.dtype == np.int64
+            assert chunk.frames.shape[1:] == (info.display_height, info.display_width, 3)
+            assert 1 <= len(chunk) <= 50 and chunk.stop == n + len(chunk)
+            pts = chunk.pts if prev_pts is None else np.concatenate([[prev_pts], chunk.pts])
+            assert np.all(np.diff(pts) > 0), path.name
+            prev_pts, n, last = chunk.pts[-1], chunk.stop, chunk
+        assert n == info.n_frames, path.name
+        assert last.pts[0] < info.end_pts
+
+
+def test_vfr_clip_timestamps(vfr_clip, vfr_decoded):
+    info = probe(vfr_clip)
+    gaps = np.diff(vfr_decoded.pts) * float(info.time_base)
+    assert set(np.round(gaps, 3)) == {0.033, 0.067}  # the manifest's 33 and 67 ms frame gaps
+    assert vfr_decoded.pts[0] == info.start_pts
+    # iterating single frames gives the same frames
+    for i, frame in enumerate(VideoReader(vfr_clip)):
+        if i in (0, 57, 134):
+            assert np.array_equal(frame, vfr_decoded.frames[i])
+
+
+@pytest.mark.parametrize("start,stop", [(0, 7), (37, 61), (64, 70), (100, 135), (134, 135), (5, 5)])
+def test_read_range_equals_sequential(vfr_clip, vfr_decoded, start, stop):
+    chunk = VideoReader(vfr_clip).read_range(start, stop)
+    assert chunk.start == start and len(chunk) == stop - start
+    assert np.array_equal(chunk.pts, vfr_decoded.pts[start:stop])
+    assert np.array_equal(chunk.frames, vfr_decoded.frames[start:stop])
+
+
+@pytest.mark.parametrize("name,preset", [(VFR_CLIP, "veryfast"), (MPEG4_CLIP, "ultrafast")])
+def test_roundtrip_shared(videos_dir, tmp_path, name, preset):
+    src = videos_dir / name
+    if not src.exists():
+        pytest.skip(f"{src} is absent")
+    before = _sha(src)
+    info = probe(src)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, info, crf=18, preset=preset, audio_from=src) as writer:
+        for chunk in VideoReader(src).chunks(40):
+            writer.write(chunk.frames, chunk.pts)
+    assert _sha(src) == before  # the input is never modified
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary left behind
+    got = probe(out)
+    assert got.n_frames == info.n_frames and got.rotation == 0
+    assert (got.display_width, got.display_height) == (info.display_width, info.display_height)
+    assert got.end_pts * got.time_base == info.end_pts * info.time_base
+    assert got.duration == pytest.approx(info.duration, abs=1e-9)
+    a, b = _decode_all(src), _decode_all(out)
+    assert _seconds(b.pts, got.time_base) == _seconds(a.pts, info.time_base)
+    assert _psnr(a.frames, b.frames) > 35
+    audio_in, audio_out = _audio_packets(src), _audio_packets(out)
+    assert len(audio_in) == len(audio_out) == info.n_audio_streams
+    assert audio_out == audio_in  # bytes, pts and dts of every packet
+
+
+# ---------------------------------------------------------------- synthetic clips
+
+
+def test_make_clip_and_vfr_roundtrip(tmp_path):
+    src = make_clip(tmp_path / "vfr.mp4", 20, vfr=True)
+    info = probe(src)
+    want, tb = clip_pts(20, vfr=True)
+    assert info.n_frames == 20 and info.has_audio and (info.width, info.height) == (64, 48)
+    assert info.end_pts * info.time_base == (want[-1] + 512) * tb
+    a = _decode_all(src)
+    assert _seconds(a.pts, info.time_base) == _seconds(want, tb)
+    ref = np.stack([pattern_frame(i, (64, 48)) for i in range(20)])
+    assert np.abs(a.frames.astype(int) - ref).mean() < 4
+    # read_range across keyframes (gop 8) matches sequential decoding
+    r = VideoReader(src).read_range(9, 19)
+    assert np.array_equal(r.frames, a.frames[9:19]) and np.array_equal(r.pts, a.pts[9:19])
+    out = tmp_path / "vfr_out.mp4"
+    with VideoWriter(out, info, crf=10, preset="veryfast", audio_from=src) as w:
+        w.write(a.frames[:7], a.pts[:7])
+        w.write(a.frames[7:], a.pts[7:])
+    got = probe(out)
+    b = _decode_all(out)
+    assert got.n_frames == 20 and _seconds(b.pts, got.time_base) == _seconds(want, tb)
+    assert got.end_pts * got.time_base == info.end_pts * info.time_base
+    assert _audio_packets(out) == _audio_packets(src)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotation(tmp_path, rotation):
+    src = make_clip(tmp_path / f"rot{rotation}.mp4", 10, size=(64, 48), rotation=rotation)
+    info = probe(src)
+    assert info.rotation == rotation and (info.display_width, info.display_height) == (64, 48)
+    assert (info.width, info.height) == ((48, 64) if rotation in (90, 270) else (64, 48))
+    ref = np.stack([pattern_frame(i, (64, 48)) for i in range(10)]).astype(int)
+    up = _decode_all(src)
+    assert up.frames.shape == (10, 48, 64, 3)
+    err = np.abs(up.frames.astype(int) - ref).mean()
+    wrong = np.abs(np.rot90(up.frames, 2, axes=(1, 2)).astype(int) - ref).mean()
+    assert err < 4 < wrong
+    assert up.frames[:, :4, :4, 0].mean() > 180 and up.frames[:, :4, :4, 2].mean() < 80  # red corner top-left
+    stored = np.stack(list(VideoReader(src, rotate=False)))
+    assert stored.shape == (10, info.height, info.width, 3)
+    assert np.array_equal(np.rot90(stored, -rotation // 90, axes=(1, 2)), up.frames)
+    assert np.array_equal(VideoReader(src).read_range(3, 6).frames, up.frames[3:6])
+    # the output is written upright without a display matrix: it plays the way the input does
+    out = tmp_path / "out.mp4"
+    with VideoWriter.from_input(out, src, crf=10, preset="ultrafast") as w:
+        w.write(up.frames, up.pts)
+    got = probe(out)
+    assert got.rotation == 0 and (got.width, got.height) == (64, 48)
+    assert np.abs(_decode_all(out).frames.astype(int) - up.frames).mean() < 3
+
+
+def test_odd_dimensions(tmp_path):
+    src = make_clip(tmp_path / "odd.mp4", 8, size=(65, 47))
+    info = probe(src)
+    assert (info.display_width, info.display_height) == (65, 47)
+    a = _decode_all(src)
+    assert a.frames.shape == (8, 47, 65, 3)
+    exact = tmp_path / "exact.mp4"
+    with VideoWriter(exact, info, crf=10, preset="ultrafast", audio_from=src) as w:
+        w.write(a.frames, a.pts)
+    got = probe(exact)
+    assert (got.width, got.height, got.pix_fmt) == (65, 47, "yuv444p") and got.n_frames == 8
+    assert _psnr(_decode_all(exact).frames, a.frames) > 35
+    padded = tmp_path / "padded.mp4"
+    with VideoWriter(padded, info, crf=10, preset="ultrafast", pix_fmt="yuv420p") as w:
+        w.write(a.frames, a.pts)
+    got = probe(padded)
+    assert (got.width, got.height, got.pix_fmt) == (66, 48, "yuv420p")
+    b = _decode_all(padded).frames
+    assert _psnr(b[:, :47, :65], a.frames) > 30  # 4:2:0 chroma loss on a 4:4:4 source (measured 33.7 dB)
+    assert np.abs(b[:, 47].astype(int) - b[:, 46]).mean() < 6  # edge-replicated row
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _one_line_input_error(path, match: str):
+    with pytest.raises(InputError, match=match) as e:
+        probe(path)
+    assert "\n" not in str(e.value) and Path(path).name in str(e.value)
+
+
+def test_exception_bad_inputs(tmp_path):
+    _one_line_input_error(tmp_path / "missing.mp4", "no such file")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    _one_line_input_error(garbage, "cannot read")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    _one_line_input_error(empty, "cannot read")
+    good = make_clip(tmp_path / "good.mp4", 10, audio=False)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 2])
+    _one_line_input_error(truncated, "cannot read|corrupt")
+    _one_line_input_error(make_clip(tmp_path / "audio.m4a", 0, video=False), "no video stream")
+    _one_line_input_error(make_clip(tmp_path / "zero.mkv", 0), "no frames")
+    (tmp_path / "dir.mp4").mkdir()
+    _one_line_input_error(tmp_path / "dir.mp4", "not a regular file")
+    with pytest.raises(InputError):
+        VideoReader(truncated)
+
+
+def test_exception_reader_arguments(tmp_path):
+    reader = VideoReader(make_clip(tmp_path / "c.mp4", 6, audio=False))
+    with pytest.raises(ValueError, match="outside"):
+        reader.read_range(4, 7)
+    with pytest.raises(ValueError, match="outside"):
+        reader.read_range(3, 2)
+    with pytest.raises(ValueError, match="chunk size"):
+        next(reader.chunks(0))
+
+
+def test_writer_leaves_nothing_on_failure(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", 10)
+    info = probe(src)
+    a = _decode_all(src)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(out, info, preset="ultrafast", audio_from=src) as w:
+            w.write(a.frames[:5], a.pts[:5])
+            raise RuntimeError("boom")
+    with pytest.raises(ValueError, match="uint8"):
+        with VideoWriter(out, info, preset="ultrafast") as w:
+            w.write(a.frames[:, :-1], a.pts)
+    with pytest.raises(ValueError, match="increase"):
+        with VideoWriter(out, info, preset="ultrafast") as w:
+            w.write(a.frames[:5], a.pts[:5])
+            w.write(a.frames[3:6], a.pts[3:6])  # goes back in time
+    with pytest.raises(InputError, match="no frames"):
+        with VideoWriter(out, info, preset="ultrafast"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_writer_refuses_to_overwrite_input(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", 4)
+    before = _sha(src)
+    info = probe(src)
+    with pytest.raises(InputError, match="overwrite"):
+        VideoWriter(src, info)
+    other = make_clip(tmp_path / "other.mp4", 4)
+    with pytest.raises(InputError, match="overwrite"):
+        VideoWriter(tmp_path / "sub" / ".." / "other.mp4", info, audio_from=other)
+    with pytest.raises(InputError, match="does not exist"):
+        VideoWriter(tmp_path / "nowhere" / "x.mp4", info)
+    assert _sha(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "other.mp4"]
+
+
+def test_quality_to_crf():
+    assert quality_to_crf("high") < quality_to_crf("medium") < quality_to_crf("low")
+    assert quality_to_crf("lossless") == 0 and quality_to_crf(23) == 23 and quality_to_crf("20") == 20
+    for bad in ("ultra", 52, -1):
+        with pytest.raises(InputError):
+            quality_to_crf(bad)
