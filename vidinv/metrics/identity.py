@@ -25,12 +25,13 @@ from vidinv.errors import InputError, VidinvError
 log = logging.getLogger(__name__)
 
 __all__ = ["IdentityBackend", "ArcFaceBackend", "InsightFaceBackend", "DlibBackend", "get_identity_backend",
-           "arcface_preprocess", "dlib_model_path", "PSP_CROP"]
+           "arcface_preprocess", "dlib_model_path", "insightface_model_path", "PSP_CROP"]
 
 # pSp's IDLoss: pool to 256, keep rows 35:223 and columns 32:220 (the inner face of the
 # FFHQ alignment), pool to 112 for the ArcFace IR-50.
 PSP_CROP = (35, 223, 32, 220)
-ARCFACE_ZOO_NAME = "arcface_iresnet50"
+# the zoo's name for ArcFace ``backbone.pth`` (configs/zoo.yaml), then names other versions may use
+ARCFACE_ZOO_NAMES = ("arcface_r50", "arcface_iresnet50", "arcface")
 
 
 @runtime_checkable
@@ -114,7 +115,8 @@ class ArcFaceBackend:
         self.device = torch.device(device)
         self.net = iresnet.eval().to(self.device)
         self.batch, self.crop = int(batch), crop
-        self.dim = int(getattr(iresnet, "embedding_size", 0) or self._probe_dim())
+        dim = getattr(iresnet, "embedding", None)
+        self.dim = dim if isinstance(dim, int) and dim > 0 else self._probe_dim()
 
     @torch.no_grad()
     def _probe_dim(self) -> int:
@@ -122,14 +124,18 @@ class ArcFaceBackend:
 
     @classmethod
     def from_zoo(cls, zoo: Any = None, **kwargs: Any) -> "ArcFaceBackend":
-        """Load ``backbone.pth`` (zoo name ``arcface_iresnet50``) through ``vidinv.zoo``."""
+        """Load ``backbone.pth`` (zoo name ``arcface_r50``) through ``vidinv.zoo`` (fetched when online).
+
+        Raises:
+            MissingWeightsError: the file is absent and cannot be fetched (the zoo's message).
+        """
         from vidinv.models.iresnet import load_iresnet
 
         if zoo is None:
             from vidinv.zoo import Zoo
 
             zoo = Zoo()
-        net = load_iresnet(zoo.require(ARCFACE_ZOO_NAME))
+        net = load_iresnet(zoo.require(_arcface_name(zoo)))
         net = net[0] if isinstance(net, tuple) else net
         return cls(net, **kwargs)
 
@@ -260,6 +266,18 @@ class DlibBackend:
         return _unit(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
+def _arcface_name(zoo: Any) -> str:
+    """The first of :data:`ARCFACE_ZOO_NAMES` the zoo knows (the first one when it cannot say)."""
+    get = getattr(zoo, "get", None)
+    for name in ARCFACE_ZOO_NAMES if callable(get) else ():
+        try:
+            get(name)
+            return name
+        except Exception:
+            continue
+    return ARCFACE_ZOO_NAMES[0]
+
+
 def _zoo_has(zoo: Any, name: str) -> bool:
     """True when the zoo reports ``name`` as present (any of the status shapes it may use)."""
     try:
@@ -287,7 +305,7 @@ def get_identity_backend(name: str = "auto", zoo: Any = None, device: Union[str,
                          ) -> IdentityBackend:
     """The identity backend to use: ``'arcface'``, ``'insightface'``, ``'dlib'`` or ``'auto'``.
 
-    ``'auto'`` takes ArcFace when the zoo holds ``backbone.pth`` (``arcface_iresnet50``),
+    ``'auto'`` takes ArcFace when the zoo holds ``backbone.pth`` (``arcface_r50``),
     else insightface when its ``buffalo_l`` recognition model is present, else dlib. The
     choice is logged; read it back from ``backend.name``.
 
@@ -313,7 +331,7 @@ def get_identity_backend(name: str = "auto", zoo: Any = None, device: Union[str,
             from vidinv.zoo import Zoo
 
             zoo = Zoo()
-        if _zoo_has(zoo, ARCFACE_ZOO_NAME):
+        if _zoo_has(zoo, _arcface_name(zoo)):
             backend: IdentityBackend = ArcFaceBackend.from_zoo(zoo, device=device)
             log.info("identity backend: arcface")
             return backend
