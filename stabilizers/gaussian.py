@@ -42,7 +42,7 @@ def _conv_time(x: torch.Tensor, taps: torch.Tensor, mode: str) -> torch.Tensor:
     xp = x.index_select(0, _edge_index(T, r, mode).to(x.device))  # [T + 2r, ...]
     out = torch.zeros_like(x)
     for k, w in enumerate(taps.tolist()):
-        out = out + w * xp[k : k + T]
+        out.add_(xp[k : k + T], alpha=w)
     return out
 
 
