@@ -259,6 +259,15 @@ def test_import_dir_by_name_rejects_wrong_checksum(home, tmp_path):
         zoo.import_dir(tmp_path / "nope")
 
 
+def test_import_dir_of_the_cache_itself_is_harmless(home):
+    zoo = _zoo("http://127.0.0.1:9/never")
+    p = zoo.path("other")
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"generator bytes")
+    assert zoo.import_dir(home, link=True) == {"other": p}
+    assert not p.is_symlink() and p.read_bytes() == b"generator bytes"
+
+
 # ---- the real zoo.yaml ----------------------------------------------------------------------------------------------
 def test_zoo_yaml_entries_are_complete(home):
     zoo = Zoo()

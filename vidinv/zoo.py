@@ -140,7 +140,8 @@ class Zoo:
         for a in self.artifacts.values():
             if name in a.aliases or name == a.file:
                 return a
-        raise VidinvError(f"unknown zoo artifact {name!r}; known: {', '.join(self.artifacts)} (see `vidinv weights list`)")
+        raise VidinvError(f"unknown zoo artifact {name!r}; known: {', '.join(self.artifacts)} "
+                          "(see `vidinv weights list`)")
 
     def path(self, name: str) -> Path:
         """Where the artifact lives in the cache (whether or not it is there)."""
@@ -315,6 +316,8 @@ class Zoo:
 
     def _install(self, a: Artifact, src: Path, link: bool, digest: str | None) -> Path:
         dst = self.path(a.name)
+        if dst.exists() and dst.resolve() == src.resolve():  # importing the cache into itself
+            return dst
         dst.parent.mkdir(parents=True, exist_ok=True)
         part = dst.with_name(dst.name + ".part")
         part.unlink(missing_ok=True)
