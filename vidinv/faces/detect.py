@@ -145,6 +145,8 @@ class DlibDetector:
             lm = (lm + 0.5) * np.array([sx, sy], np.float32) - 0.5
             box = (np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32) + 0.5) * \
                 np.array([sx, sy, sx, sy], np.float32) - 0.5
+            # HOG boxes usually cut the chin: report the union with the landmarks' extent (as FAN/SCRFD boxes do)
+            box = np.concatenate([np.minimum(box[:2], lm.min(0)), np.maximum(box[2:], lm.max(0))])
             faces.append(Face(box, float(s), lm))
         return faces
 
