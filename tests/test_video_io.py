@@ -100,7 +100,10 @@ def test_decode_count_and_chunks(videos_dir):
         info = probe(path)
         reader = VideoReader(path)
         n, last, prev_pts = 0, None, None
+        m = info.n_frames // 2 + 1  # a window in the middle, to check read_range on every clip
+        window = []
         for chunk in reader.chunks(50):
+            window += [(f, p) for i, (f, p) in enumerate(zip(chunk.frames, chunk.pts), chunk.start) if m <= i < m + 4]
             assert chunk.start == n and chunk.frames.dtype == np.uint8 and chunk.pts.dtype == np.int64
             assert chunk.frames.shape[1:] == (info.display_height, info.display_width, 3)
             assert 1 <= len(chunk) <= 50 and chunk.stop == n + len(chunk)
@@ -109,6 +112,9 @@ def test_decode_count_and_chunks(videos_dir):
             prev_pts, n, last = chunk.pts[-1], chunk.stop, chunk
         assert n == info.n_frames, path.name
         assert last.pts[0] < info.end_pts
+        got = reader.read_range(m, m + 4)
+        assert np.array_equal(got.frames, np.stack([f for f, _ in window])), path.name
+        assert np.array_equal(got.pts, np.array([p for _, p in window])), path.name
 
 
 def test_vfr_clip_timestamps(vfr_clip, vfr_decoded):

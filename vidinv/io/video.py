@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import closing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -307,8 +308,12 @@ class VideoReader:
     def time_base(self) -> Fraction:
         return self.info.time_base
 
-    def _decode(self, seek_dts: int | None = None) -> Iterator[tuple[np.ndarray, int | None]]:
-        """Decoded (upright frame, pts) pairs from the start, or from the keyframe at ``seek_dts``."""
+    def _rgb(self, frame: Any) -> np.ndarray:
+        """An ``av.VideoFrame`` as upright (when ``rotate``) RGB uint8 ``[H, W, 3]``."""
+        return _upright(frame.to_ndarray(format="rgb24"), self.info.rotation if self.rotate else 0)
+
+    def _decode(self, seek_dts: int | None = None) -> Iterator[tuple[Any, int | None]]:
+        """Decoded (``av.VideoFrame``, pts) pairs from the start, or from the keyframe at ``seek_dts``."""
         container = _open(self.path)
         try:
             v = container.streams.video[0]
@@ -317,10 +322,9 @@ class VideoReader:
                 v.codec_context.thread_count = self.threads
             if seek_dts is not None:
                 container.seek(int(seek_dts), stream=v, backward=True, any_frame=False)
-            rot = self.info.rotation if self.rotate else 0
             try:
                 for frame in container.decode(v):
-                    yield _upright(frame.to_ndarray(format="rgb24"), rot), frame.pts
+                    yield frame, frame.pts
             except Exception as e:
                 if isinstance(e, GeneratorExit):
                     raise
@@ -334,10 +338,11 @@ class VideoReader:
 
     def _frames(self) -> Iterator[tuple[int, np.ndarray, int]]:
         idx = _index(self.path)
-        for i, (img, pts) in enumerate(self._decode()):
-            if pts is None:
-                pts = int(idx.pts[i]) if idx.pts is not None and i < len(idx.pts) else i
-            yield i, img, int(pts)
+        with closing(self._decode()) as decoded:
+            for i, (frame, pts) in enumerate(decoded):
+                if pts is None:
+                    pts = int(idx.pts[i]) if idx.pts is not None and i < len(idx.pts) else i
+                yield i, self._rgb(frame), int(pts)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Single upright frames uint8 ``[H, W, 3]``, in order."""
@@ -399,19 +404,20 @@ class VideoReader:
         for seek in candidates:
             frames, pts = [], []
             ok = True
-            for img, p in self._decode(seek):
-                if p is None:
-                    ok = False
-                    break
-                if p < target:
-                    continue
-                if not frames and p != target:  # the seek landed after the first wanted frame
-                    ok = False
-                    break
-                frames.append(img)
-                pts.append(p)
-                if len(frames) == len(want):
-                    break
+            with closing(self._decode(seek)) as decoded:
+                for frame, p in decoded:
+                    if p is None:
+                        ok = False
+                        break
+                    if p < target:
+                        continue
+                    if not frames and p != target:  # the seek landed after the first wanted frame
+                        ok = False
+                        break
+                    frames.append(self._rgb(frame))
+                    pts.append(p)
+                    if len(frames) == len(want):
+                        break
             if ok and len(frames) == len(want) and np.array_equal(np.asarray(pts, np.int64), want):
                 return FrameChunk(start, np.stack(frames), np.asarray(pts, np.int64), self.time_base)
         raise InputError(f"{self.path}: could not decode frames [{start}, {stop}) (damaged stream?)")
@@ -502,7 +508,12 @@ class VideoWriter:
                     self._audio_in = av.open(str(audio_from), "r")
                 except (av.error.FFmpegError, ValueError) as e:
                     raise InputError(f"{audio_from}: cannot read its audio ({_reason(e)})") from None
+                supported = getattr(self._out, "supported_codecs", None)
                 for s in self._audio_in.streams.audio:
+                    name = s.codec_context.name
+                    if supported is not None and name not in supported:
+                        raise InputError(f"the {name} audio of {audio_from} cannot be stored unchanged in a "
+                                         f"{suffix} file: write a .mkv or .mov output instead")
                     self._audio_map[s.index] = self._out.add_stream_from_template(s)
                 self._audio_iter = (self._audio_in.demux(*self._audio_in.streams.audio)
                                     if self._audio_map else iter(()))
