@@ -171,6 +171,28 @@ def test_fetch_without_checksum_is_present(home, server):
     assert zoo.path("blob").read_bytes() == PAYLOAD
 
 
+def test_fetch_gdrive_through_gdown_is_verified(home, monkeypatch):
+    import gdown
+
+    calls = []
+
+    def fake_download(id=None, output=None, quiet=False, resume=False, **kw):
+        calls.append((id, output, resume))
+        Path(output).write_bytes(PAYLOAD if id == "GOOD" else b"html error page")
+        return output
+
+    monkeypatch.setattr(gdown, "download", fake_download)
+    cfg = {"artifacts": [dict(name=n, file=f"{n}.pt", kind="generator", source=dict(type="gdrive", id=i),
+                              sha256=PAYLOAD_SHA, cache=f"models/{n}.pt") for n, i in (("g", "GOOD"), ("b", "BAD"))]}
+    zoo = Zoo(config=cfg)
+    assert zoo.fetch(["g"], progress=False)["g"].read_bytes() == PAYLOAD
+    assert calls[0][0] == "GOOD" and calls[0][1].endswith("g.pt.part") and calls[0][2] is True
+    assert zoo.status("g") == "verified"
+    with pytest.raises(VidinvError, match="sha256 mismatch"):
+        zoo.fetch(["b"], progress=False)
+    assert not zoo.path("b").exists() and not zoo.path("b").with_name("b.pt.part").exists()
+
+
 # ---- require / resolve ----------------------------------------------------------------------------------------------
 def test_require_offline_missing_names_file_and_fix(home):
     zoo = _zoo("http://127.0.0.1:9/never")

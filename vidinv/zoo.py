@@ -80,7 +80,7 @@ class Artifact:
         """Where the file is published, in words (for messages)."""
         s = self.source
         if s.get("type") == "gdrive":
-            return f"Google Drive id {s.get('id')}" + (f" ({s['page']})" if s.get("page") else "")
+            return f"Google Drive {s['url']}" if s.get("url") else f"Google Drive id {s.get('id')}"
         return str(s.get("url") or s.get("page") or "unknown source")
 
 
