@@ -191,7 +191,8 @@ def list_attributes(zoo: Any = None, table: str | Path | None = None) -> list[di
                 status = f"unknown artifact ({exc})"
         layers = e.get("layers")
         rows.append(dict(name=name, kind=e["kind"], artifact=e["artifact"], scale=e.get("scale", 1.0),
-                         layers=f"{layers[0]}-{layers[1] - 1}" if layers else "all",
+                         layers=("all" if not layers else str(layers[0]) if layers[1] - 1 == layers[0]
+                                 else f"{layers[0]}-{layers[1] - 1}"),
                          component=e.get("component"), status=status, aliases=rev.get(name, []),
                          description=e.get("description", "")))
     return rows

@@ -48,6 +48,39 @@ def select_examples(labels: np.ndarray, fraction: float = 0.02, min_per_class: i
     return idx, np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
 
 
+def _squared_hinge_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int) -> tuple[np.ndarray, float]:
+    """LinearSVC's primal problem (L2 penalty, squared hinge, regularised intercept as liblinear does)
+    solved with L-BFGS: the fallback when scikit-learn is not installed.
+
+    Shape:
+        X ``[N, D]``, y ``[N]`` in {0, 1}; returns ``(coef [D], intercept)``.
+    """
+    from scipy.optimize import minimize
+
+    Xa = np.concatenate([X, np.ones((len(X), 1))], 1)
+    t = np.where(y > 0, 1.0, -1.0)
+
+    def f(wb):
+        m = np.maximum(0.0, 1.0 - t * (Xa @ wb))
+        return 0.5 * wb @ wb + C * m @ m, wb - 2.0 * C * Xa.T @ (t * m)
+
+    res = minimize(f, np.zeros(Xa.shape[1]), jac=True, method="L-BFGS-B",
+                   options=dict(maxiter=max_iter, gtol=1e-8))
+    return res.x[:-1], float(res.x[-1])
+
+
+def _fit_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int):
+    """``(coef [D], predict(X) -> {0,1})`` from scikit-learn's LinearSVC, or the L-BFGS fallback."""
+    try:
+        from sklearn.svm import LinearSVC
+    except ImportError:
+        coef, b = _squared_hinge_svm(X, y, C, max_iter)
+        return coef, lambda Z: (Z @ coef + b > 0).astype(np.int64)
+    svm = LinearSVC(C=C, max_iter=max_iter)
+    svm.fit(X, y)
+    return svm.coef_.reshape(-1), lambda Z: svm.predict(Z).astype(np.int64)
+
+
 def fit_interfacegan(codes, labels, C: float = 1.0, fraction: float = 0.02, split: float = 0.7,
                      name: str = "fitted", n_latent: int | None = None, scale: float | None = None,
                      seed: int = 0, max_iter: int = 10000) -> Direction:
@@ -56,7 +89,8 @@ def fit_interfacegan(codes, labels, C: float = 1.0, fraction: float = 0.02, spli
     Args:
         codes: ``[N, L, sd]`` W+ codes, ``[N, sd]`` W codes, or ``[N, L*sd]`` flattened W+ (with ``n_latent``).
         labels: ``[N]`` binary labels or continuous scores (see :func:`select_examples`).
-        C: the SVM's regularisation (``sklearn.svm.LinearSVC``).
+        C: the SVM's regularisation (``sklearn.svm.LinearSVC``; without scikit-learn the same primal
+            problem is solved with scipy's L-BFGS).
         fraction: for continuous scores, the top / bottom fraction used as positives / negatives.
         split: share of the selected codes used for training; the rest gives ``meta['val_accuracy']``
             (``split=1`` trains on all of them).
@@ -71,8 +105,6 @@ def fit_interfacegan(codes, labels, C: float = 1.0, fraction: float = 0.02, spli
     Shape:
         codes ``[N, L, sd]`` / ``[N, sd]``; labels ``[N]``.
     """
-    from sklearn.svm import LinearSVC
-
     X = codes.detach().cpu().double().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes, np.float64)
     if X.ndim not in (2, 3):
         raise VidinvError(f"codes must be [N, L, sd] or [N, D], got shape {X.shape}")
@@ -98,15 +130,13 @@ def fit_interfacegan(codes, labels, C: float = 1.0, fraction: float = 0.02, spli
     val = np.concatenate([pos[n_tp:], neg[n_tn:]])
     target = np.zeros(N, np.int64)
     target[pos] = 1
-    svm = LinearSVC(C=C, max_iter=max_iter, dual="auto")
-    svm.fit(X[train], target[train])
-    normal = svm.coef_.reshape(-1)
+    normal, predict = _fit_svm(X[train], target[train], C, max_iter)
     norm = np.linalg.norm(normal)
     if not np.isfinite(norm) or norm == 0:
         raise VidinvError("the SVM found no separating direction (degenerate codes?)")
     normal = normal / norm
-    meta = {"train_accuracy": float(svm.score(X[train], target[train])),
-            "val_accuracy": float(svm.score(X[val], target[val])) if len(val) else None,
+    meta = {"train_accuracy": float(np.mean(predict(X[train]) == target[train])),
+            "val_accuracy": float(np.mean(predict(X[val]) == target[val])) if len(val) else None,
             "n_pos": int(len(pos)), "n_neg": int(len(neg)), "C": float(C)}
     vec = torch.from_numpy(normal.reshape(shape)).float()
     kind = "wplus" if len(shape) == 2 else "w"
