@@ -344,3 +344,21 @@ def test_cli_weights_fetch_offline_and_verify(home, capsys, monkeypatch, directi
     assert main(["weights", "verify", "fs_smiling", "fs_eyeglasses"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"verified\s+fs_smiling", out)
+
+
+def test_names_used_elsewhere_exist_in_the_zoo(home):
+    from vidinv.paths import config_file
+
+    zoo = Zoo()
+    used = set(re.findall(r"^\s*artifact:\s*([\w.-]+)", config_file("attributes.yaml").read_text(), re.M)
+               if config_file("attributes.yaml").is_file() else [])
+    try:
+        from pipelines.components import ZOO_ENCODER, ZOO_GENERATOR
+
+        used |= {ZOO_ENCODER, ZOO_GENERATOR}
+    except ImportError:
+        pass
+    if not used:
+        pytest.skip("no other module names zoo artifacts yet")
+    for n in used:
+        zoo.get(n)  # raises on an unknown name
