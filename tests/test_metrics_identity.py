@@ -163,3 +163,28 @@ def test_get_backend_with_real_zoo_missing_weights(monkeypatch, tmp_path):
 def test_get_backend_exception():
     with pytest.raises(VidinvError, match="unknown identity backend"):
         get_identity_backend("facenet")
+
+
+def test_insightface_backend_on_exported_onnx(tmp_path):
+    """A tiny net exported in the buffalo_l layout goes through insightface's ArcFaceONNX unchanged."""
+    pytest.importorskip("insightface")
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    net = TinyNet().eval()
+    net.fc = torch.nn.Linear(6 * 14 * 14, 512)
+    folder = tmp_path / "models" / "buffalo_l"
+    folder.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(folder / "w600k_r50.onnx"), input_names=["data"],
+                          output_names=["fc1"], dynamic_axes={"data": {0: "batch"}}, dynamo=False)
+    (folder / "det_10g.onnx").write_bytes(b"")  # the detector of the pack is not picked
+    b = InsightFaceBackend(root=tmp_path)
+    assert b.path.name == "w600k_r50.onnx" and b.name == "insightface"
+    x = face_like(3)
+    e = b.embed(x)
+    assert e.shape == (3, 512)
+    with torch.no_grad():
+        ref = net(arcface_preprocess(x)).numpy()
+    np.testing.assert_allclose(e, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-2)  # uint8 round trip
