@@ -367,6 +367,23 @@ class TestLK:
         e_fixed = point_error(lk_refine(frames, det, sigma_px=5.0), true)
         assert e_fixed < 0.6 * e_raw, (e_raw, e_fixed)  # measured 0.93 px
 
+    def test_official_preset(self):
+        frames, true, det = translating_scene()
+        r = FlowLandmarkRefiner.official()
+        assert (r.win, r.levels, r.max_weight, r.reference) == (None, 5, 1.0, "previous")
+        e_raw, e_off = point_error(det, true), point_error(r(frames, det), true)
+        assert e_off < 0.6 * e_raw, (e_raw, e_off)  # measured 1.87 px -> 0.76 px
+
+    @pytest.mark.parametrize("reference", ["tracked", "previous"])
+    def test_large_jump_follows_detector(self, reference):
+        frames, true, det = translating_scene(T=16)
+        still = np.repeat(frames[:1], 16, 0)  # the image does not move ...
+        jump = np.repeat(true[:1], 16, 0)
+        jump[8:] += 40.0  # ... but the detector says the face jumped (flow cannot see it)
+        ref = lk_refine(still, jump, reference=reference, max_weight=0.9)
+        np.testing.assert_allclose(ref[8:], jump[8:], atol=0.05)
+        np.testing.assert_allclose(ref[:8], jump[:8], atol=0.05)  # no jitter: LK keeps points put
+
     def test_cut_invalid_and_types(self):
         frames, true, det = translating_scene(T=12)
         valid = np.ones(12, bool)
@@ -392,7 +409,9 @@ class TestLK:
         with pytest.raises(InputError, match=r"\[T,N,2\]"):
             lk_refine(frames, det[..., 0])
         with pytest.raises(InputError, match="max_weight"):
-            lk_refine(frames, det, max_weight=1.0)
+            lk_refine(frames, det, max_weight=1.5)
+        with pytest.raises(InputError, match="reference"):
+            lk_refine(frames, det, reference="backward")
         with pytest.raises(InputError):
             FlowLandmarkRefiner(win=1)
 
