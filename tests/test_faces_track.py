@@ -127,3 +127,21 @@ def test_cut_detection():
     assert detect_cuts(frames[:6]) == []  # noise within one shot is not a cut
     assert segments([6, 11], 15) == [(0, 6), (6, 11), (11, 15)]
     assert detect_cuts(frames[:1]) == []
+
+
+def test_cut_between_real_clips(videos_dir):
+    av = pytest.importorskip("av")
+    import cv2
+
+    clips = sorted(videos_dir.glob("*.mp4"))[:2]
+    if len(clips) < 2:
+        pytest.skip("need two clips")
+    frames = []
+    for p in clips:
+        with av.open(str(p)) as c:
+            for i, fr in enumerate(c.decode(video=0)):
+                frames.append(cv2.resize(fr.to_ndarray(format="rgb24"), (128, 96), interpolation=cv2.INTER_AREA))
+                if i == 3:
+                    break
+    # measured on the shared clips: within a shot <= 0.08, between clips >= 0.61
+    assert detect_cuts(np.stack(frames), threshold=0.5) == [4]
