@@ -464,3 +464,44 @@ class TestCodesAndFactory:
         x = np.random.default_rng(9).normal(size=(20, 68, 2))
         y = f(x, segments=[10], valid=np.arange(20) != 3)
         assert y.shape == x.shape and np.isfinite(y).all()
+
+
+# ---------------------------------------------------------------- real clip (shared media)
+
+
+def test_real_clip_landmark_jitter(videos_dir):
+    """dlib landmarks on 20 frames of a real talking head: every filter lowers the frame-to-frame
+    acceleration (second difference, px/frame^2) without moving the points far."""
+    av = pytest.importorskip("av")
+    cv2 = pytest.importorskip("cv2")
+    detect = pytest.importorskip("vidinv.faces.detect")
+    path = videos_dir / "retalking_face1.mp4"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    with av.open(str(path)) as c:
+        frames = []
+        for f in c.decode(video=0):
+            frames.append(f.to_ndarray(format="rgb24"))
+            if len(frames) == 20:
+                break
+    frames = np.stack(frames)
+    try:
+        det = detect.DlibDetector(upsample=0, max_side=360)
+    except VidinvError as e:
+        pytest.skip(str(e))
+    found = det.detect(frames)
+    if not all(found):
+        pytest.skip("dlib missed the face in some frames")
+    lm = np.stack([max(f, key=lambda x: x.area).landmarks for f in found]).astype(np.float64)  # [20,68,2]
+
+    def acc(p) -> float:
+        return float(np.linalg.norm(np.diff(np.asarray(p), 2, axis=0), axis=-1).mean())
+
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+    raw = acc(lm)
+    out = {"gaussian": gaussian_smooth(lm, 3.0), "one_euro": one_euro(lm, beta=0.05), "lk": lk_refine(gray, lm)}
+    assert acc(out["gaussian"]) < raw / 5, (raw, acc(out["gaussian"]))  # measured 2.98 -> 0.16
+    assert acc(out["one_euro"]) < raw / 2, (raw, acc(out["one_euro"]))  # measured 2.98 -> 0.97
+    assert acc(out["lk"]) < raw / 1.3, (raw, acc(out["lk"]))  # measured 2.98 -> 1.80
+    for name, y in out.items():
+        assert np.linalg.norm(y - lm, axis=-1).mean() < 4.0, name  # a 700 px frame: points stay near the face
