@@ -110,6 +110,23 @@ def test_dlib_fallback_box(dlib_backend):
     assert np.linalg.norm(e) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_dlib_fixed_box_on_aligned_crop(dlib_backend, images_dir):
+    from PIL import Image
+
+    path = images_dir / "celebahq_fse_00020.jpg"  # an FFHQ-style aligned 1024 crop
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    x = np.asarray(Image.open(path).convert("RGB").resize((256, 256)))[None]
+    auto = dlib_backend.embed(x)
+    assert dlib_backend.last_fallbacks == 0
+    fixed = DlibBackend(box="ffhq")
+    e = fixed.embed(x)
+    assert fixed.last_fallbacks == 1
+    assert float(auto[0] @ e[0]) > 0.97  # the fixed box seeds the same landmarks
+    with pytest.raises(InputError, match="box"):
+        DlibBackend(box="mtcnn")
+
+
 def test_dlib_model_path_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("VIDINV_DLIB_MODELS", str(tmp_path))
     monkeypatch.setattr(sys, "path", [str(tmp_path)])

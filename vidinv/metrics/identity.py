@@ -220,13 +220,16 @@ class DlibBackend:
     """dlib's ResNet face descriptor (128-d, ``dlib_face_recognition_resnet_model_v1.dat``).
 
     dlib aligns the face itself from 5 landmarks (``shape_predictor_5_face_landmarks.dat``)
-    inside a face box: the box is dlib's HOG detection on the crop (largest one), or the
-    usual face box of an FFHQ-aligned crop when nothing is detected. ``last_fallbacks``
-    counts the crops of the last call that used the fixed box.
+    inside a face box. With ``box='auto'`` the box is dlib's HOG detection on the crop
+    (the largest one), or the usual face box of an FFHQ-aligned crop when nothing is
+    detected; ``box='ffhq'`` always takes the fixed box (deterministic on aligned crops,
+    no detector jitter between frames). ``last_fallbacks`` counts the crops of the last
+    call that used the fixed box.
 
     Args:
         upsample: HOG detector upsampling (1 finds faces down to ~40 px).
         jitter: dlib's ``num_jitters`` (1 = no jitter).
+        box: ``'auto'`` or ``'ffhq'``.
 
     Shape:
         - embed(images): uint8 ``[N,H,W,3]`` -> ``[N, 128]`` float32 unit rows.
@@ -236,18 +239,20 @@ class DlibBackend:
     dim = 128
     FFHQ_BOX = (0.22, 0.31, 0.78, 0.88)  # left, top, right, bottom as fractions of the crop
 
-    def __init__(self, upsample: int = 1, jitter: int = 1):
+    def __init__(self, upsample: int = 1, jitter: int = 1, box: str = "auto"):
+        if box not in ("auto", "ffhq"):
+            raise InputError(f"box must be 'auto' or 'ffhq', got {box!r}")
         import dlib
 
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
         self.net = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
-        self.upsample, self.jitter = int(upsample), int(jitter)
+        self.upsample, self.jitter, self.box = int(upsample), int(jitter), box
         self.last_fallbacks = 0
 
     def _box(self, im: np.ndarray):
-        dets = self.detector(im, self.upsample)
+        dets = self.detector(im, self.upsample) if self.box == "auto" else []
         if len(dets):
             return max(dets, key=lambda r: r.width() * r.height()), False
         h, w = im.shape[:2]
