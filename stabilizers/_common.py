@@ -25,6 +25,8 @@ def to_time_first(x: Array, dim: int, name: str = "x") -> tuple[torch.Tensor, Ca
         a = x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
         if a.dtype == np.float16:
             a = a.astype(np.float32)
+        if not a.flags.writeable:  # torch.from_numpy warns on read-only arrays
+            a = a.copy()
         t = torch.from_numpy(np.ascontiguousarray(a))
     elif isinstance(x, torch.Tensor):
         is_np = False
@@ -69,7 +71,8 @@ def segment_bounds(T: int, segments: Segments) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def per_segment(x: torch.Tensor, segments: Segments, fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> torch.Tensor:
+def per_segment(x: torch.Tensor, segments: Segments,
+                fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> torch.Tensor:
     """Apply ``fn(x[a:b], a, b)`` to each shot of a time-first tensor and concatenate."""
     bounds = segment_bounds(x.shape[0], segments)
     if len(bounds) == 1:

@@ -106,7 +106,8 @@ def lk_refine(
         Refined landmarks, same type, shape and dtype as ``landmarks``.
 
     Shape:
-        - frames_gray: ``[T, H, W]`` or ``[T, H, W, 3]``; landmarks: ``[T, N, 2]``; valid: ``[T]``. Output: ``[T, N, 2]``.
+        - frames_gray: ``[T, H, W]`` or ``[T, H, W, 3]``; landmarks: ``[T, N, 2]``; valid: ``[T]``.
+        - Output: ``[T, N, 2]``.
     """
     import cv2
 

@@ -448,7 +448,8 @@ class TestCodesAndFactory:
         cfg = {"method": "gaussian", "sigma": 3}
         build_stabilizer(cfg)
         assert cfg == {"method": "gaussian", "sigma": 3}  # not mutated
-        for bad in ({"method": "kalman"}, {"method": "gaussian", "sigmaa": 3}, {"method": "gaussian", "sigma": -3}, [1]):
+        bads = ({"method": "kalman"}, {"method": "gaussian", "sigmaa": 3}, {"method": "gaussian", "sigma": -3}, [1])
+        for bad in bads:
             with pytest.raises(VidinvError):
                 build_stabilizer(bad)
 
