@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -62,6 +63,10 @@ class TestGaussian:
         yt = gaussian_smooth(torch.from_numpy(x).float(), 3.0)
         assert isinstance(yt, torch.Tensor) and yt.dtype == torch.float32
         np.testing.assert_allclose(yt.numpy(), y, atol=1e-5)
+        x.setflags(write=False)  # read-only input (e.g. a memory-mapped file): no torch warning, same values
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(gaussian_smooth(x, 3.0), y)
 
     @pytest.mark.parametrize("shape,dim", [((15,), 0), ((15, 4, 2), 0), ((3, 15, 5), 1), ((2, 3, 15), -1)])
     def test_cardinality_and_scipy(self, shape, dim):
