@@ -79,6 +79,14 @@ def test_matrix_maps_corners_exactly():
         np.testing.assert_allclose(Mt.numpy(), M, rtol=1e-5, atol=1e-5)
 
 
+def test_degenerate_quads_give_nan_not_errors():
+    q = ffhq_quad(np.zeros((3, 68, 2)))  # invalid frames carry zero landmarks
+    assert np.isnan(q).all()
+    M = quad_to_matrix(np.concatenate([q[:1], np.zeros((1, 4, 2)), crop_corners(8)[None].numpy()]), 8)
+    assert np.isnan(M[0]).any() and np.isnan(M[1]).all()
+    np.testing.assert_allclose(M[2], np.eye(3), atol=1e-12)
+
+
 def test_identity_quad_is_identity_warp():
     img = torch.rand(2, 3, 32, 32)
     quad = crop_corners(32)[None].repeat(2, 1, 1)

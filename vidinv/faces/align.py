@@ -47,7 +47,8 @@ def ffhq_quad(lm: ArrayLike) -> ArrayLike:
 
     Returns:
         The quad corners (top-left, bottom-left, bottom-right, top-right) in frame pixels, same type as ``lm``
-        (numpy float inputs keep their dtype; torch keeps dtype/device and is differentiable).
+        (numpy float inputs keep their dtype; torch keeps dtype/device and is differentiable). Degenerate
+        landmarks (coincident eyes and mouth, e.g. the zeros of an invalid frame) give NaN quads.
 
     Shape:
         - lm: ``[..., 68, 2]``
@@ -89,8 +90,10 @@ def _homography(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     rows_v = torch.stack([zero, zero, zero, x, y, one, -v * x, -v * y], -1)
     A = torch.cat([rows_u, rows_v], -2)  # [B,8,8]
     b = torch.cat([u, v], -1)  # [B,8]
-    h = torch.linalg.solve(A, b[..., None])[..., 0]
-    return torch.cat([h, torch.ones_like(h[..., :1])], -1).reshape(*h.shape[:-1], 3, 3)
+    h, info = torch.linalg.solve_ex(A, b[..., None])
+    h = torch.cat([h[..., 0], torch.ones_like(h[..., :1, 0])], -1)
+    h = torch.where((info != 0)[..., None], torch.full_like(h, float("nan")), h)  # degenerate -> NaN
+    return h.reshape(*h.shape[:-1], 3, 3)
 
 
 def quad_to_matrix(quad: ArrayLike, size: int) -> ArrayLike:
@@ -102,6 +105,7 @@ def quad_to_matrix(quad: ArrayLike, size: int) -> ArrayLike:
 
     Returns:
         Homographies (computed in float64), same type as ``quad``; torch outputs keep ``quad``'s dtype.
+        A degenerate quad (collapsed, or NaN as :func:`ffhq_quad` gives for all-zero landmarks) gives a NaN matrix.
 
     Shape:
         - quad: ``[B, 4, 2]`` (or ``[4, 2]``)
