@@ -65,6 +65,8 @@ def test_arcface_backend_wrapper():
         b.embed(x.astype(np.float32))
     with pytest.raises(InputError, match="torch module"):
         ArcFaceBackend(lambda t: t)
+    with pytest.raises(InputError, match="crop"):
+        ArcFaceBackend(net, crop="tight")
 
 
 def test_arcface_tiny_iresnet():

@@ -112,6 +112,8 @@ class ArcFaceBackend:
                  crop: str = "psp"):
         if not isinstance(iresnet, torch.nn.Module):
             raise InputError(f"ArcFaceBackend needs a torch module, got {type(iresnet).__name__}")
+        if crop not in ("psp", "none"):
+            raise InputError(f"crop must be 'psp' or 'none', got {crop!r}")
         self.device = torch.device(device)
         self.net = iresnet.eval().to(self.device)
         self.batch, self.crop = int(batch), crop
