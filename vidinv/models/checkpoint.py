@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,17 @@ def safe_load(path: str | PathLike, allow_pickle: bool = False, map_location: An
     try:
         return torch.load(p, map_location=map_location, weights_only=not allow_pickle)
     except pickle.UnpicklingError as e:
-        if not allow_pickle and "weights only" in str(e).lower():
-            hint = str(e).split("\n")[0][:200]
+        text = str(e)
+        glob = re.search(r"Unsupported (?:global|class): (?:GLOBAL )?([\w.]+)", text)
+        if not allow_pickle and glob:
             raise VidinvError(
-                f"{p} needs unpickling code to load (not a plain state_dict); it was refused for safety "
-                f"({hint}). If you trust its source, load it with allow_pickle=True "
-                "(e.g. `allow_pickle: true` in the model spec)") from None
-        raise VidinvError(f"cannot read checkpoint {p}: corrupt or not a torch file ({e})") from None
+                f"{p} needs unpickling code ({glob.group(1)}) to load, not just tensors; it was refused for safety. "
+                "If you trust its source, load it with allow_pickle=True (model spec: `allow_pickle: true`)") from None
+        if not allow_pickle and "weights only" in text.lower():
+            raise VidinvError(
+                f"cannot read checkpoint {p} as plain data: corrupt, not a torch file, or pickled with unsupported "
+                "objects (if it is a checkpoint from a source you trust, retry with allow_pickle=True)") from None
+        raise VidinvError(f"cannot read checkpoint {p}: corrupt or not a torch file ({text.splitlines()[0][:200]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, ModuleNotFoundError) as e:
         msg = str(e).split("\n")[0][:200]
         raise VidinvError(f"cannot read checkpoint {p}: corrupt or not a torch file ({type(e).__name__}: {msg})") from None

@@ -54,11 +54,14 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[
         x: ``[B, C, H, W]`` -> ``[B, C, (H*up + p0 + p1 - K + 1) // down, ...]``.
     """
     B, C, H, W = x.shape
+    kh, kw = kernel.shape
+    if up == 1 and pad[0] == pad[1] >= 0:  # plain blur: one depthwise conv, zero padding inside the conv
+        x = F.conv2d(x, kernel.flip([0, 1]).to(x.dtype).expand(C, 1, kh, kw), padding=pad[0], groups=C)
+        return x[:, :, ::down, ::down] if down > 1 else x
     if up > 1:  # zero insertion: [B,C,H,1,W,1] padded to [B,C,H,up,W,up]
         x = F.pad(x.reshape(B, C, H, 1, W, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(B, C, H * up, W * up)
     p0, p1 = pad
     x = F.pad(x, [p0, p1, p0, p1])  # negative pads crop
-    kh, kw = kernel.shape
     w = kernel.flip([0, 1]).to(x.dtype).expand(C, 1, kh, kw)
     x = F.conv2d(x, w, groups=C)
     return x[:, :, ::down, ::down] if down > 1 else x
@@ -151,19 +154,30 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
 
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+    def _conv(self, x: Tensor, w: Tensor) -> Tensor:
+        if self.upsample:
+            return self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2))
+        return F.conv2d(x, w, padding=self.padding)
+
+    def modulated(self, x: Tensor, style: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor | None]:
+        """The conv of the modulated input, and ``gain * demod`` ``[B, out]`` still to apply (or None).
+
+        A batch of one folds style, demodulation and gain into the (then ordinary) conv weight;
+        a larger batch modulates the activations and convolves with the shared weight.
+        """
         B = x.shape[0]
         s = self.modulation(style)  # [B, in]
         w = self.weight[0] * self.scale  # [out, in, k, k], shared by the batch
-        x = x * s.view(B, -1, 1, 1).to(x.dtype)
-        if self.upsample:
-            out = self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2))
-        else:
-            out = F.conv2d(x, w, padding=self.padding)
+        d = torch.full((B, self.out_channel), gain, dtype=s.dtype, device=s.device)
         if self.demodulate:  # sum_{i,kh,kw} (w[o,i] s[b,i])^2 = s^2 @ sum_k w^2
-            d = torch.rsqrt(s.square() @ w.square().sum((2, 3)).t() + 1e-8)  # [B, out]
-            out = out * d.view(B, -1, 1, 1).to(out.dtype)
-        return out
+            d = d * torch.rsqrt(s.square() @ w.square().sum((2, 3)).t() + 1e-8)
+        if B == 1:
+            return self._conv(x, (w * s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1)).to(x.dtype)), None
+        return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), w.to(x.dtype)), d
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        out, d = self.modulated(x, style)
+        return out if d is None else out * d.view(*d.shape, 1, 1).to(out.dtype)
 
 
 class NoiseInjection(nn.Module):
@@ -212,7 +226,14 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        # leaky(conv*d + nw*noise + b) * sqrt2 == leaky(sqrt2 (conv*d + nw*noise + b)); fused, in place
+        out, d = self.conv.modulated(x, style, gain=SQRT2)
+        b = (self.activate.bias * SQRT2).view(1, -1, 1, 1).to(out.dtype)
+        out = out.add_(b) if d is None else torch.addcmul(b, out, d.view(*d.shape, 1, 1).to(out.dtype))
+        if noise is None:
+            noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
+        out = out.addcmul_(noise.to(out.dtype), (self.noise.weight * SQRT2).to(out.dtype))
+        return F.leaky_relu_(out, 0.2)
 
 
 class ToRGB(nn.Module):
@@ -234,7 +255,8 @@ class ToRGB(nn.Module):
         B, C, H, W = x.shape
         c = self.conv
         w = c.weight[0, :, :, 0, 0] * c.scale * c.modulation(style)[:, None, :]  # [B, 3, C]: tiny per-sample 1x1
-        out = torch.bmm(w.to(x.dtype), x.reshape(B, C, H * W)).view(B, 3, H, W) + self.bias
+        nhwc = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view for channels_last input
+        out = torch.bmm(nhwc, w.transpose(1, 2).to(x.dtype)).view(B, H, W, 3).permute(0, 3, 1, 2) + self.bias
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -283,6 +305,7 @@ class Generator(nn.Module):
         if missing:
             raise VidinvError(f"channels has no width for resolutions {missing}")
         self.channels = ch
+        self.channels_last = True  # activation memory format (not part of the state_dict)
         self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp,
                                                               activation="fused_lrelu") for _ in range(n_mlp)])
         self.input = ConstantInput(ch[4])
@@ -348,6 +371,8 @@ class Generator(nn.Module):
             return x if f is None else (1 - feature_scale) * x + feature_scale * f.to(x.dtype)
 
         x = self.input(B)
+        if self.channels_last:  # NHWC: much faster convs / depthwise blurs with oneDNN on the CPU
+            x = x.contiguous(memory_format=torch.channels_last)
         if return_features:
             feats.append(x)
         if stop == 0:
@@ -367,7 +392,7 @@ class Generator(nn.Module):
                 if stop == t + 1:
                     return x
             skip = rgb(x, latent[:, i + 2], skip)
-        return skip, (feats if return_features else None)
+        return skip.contiguous(), (feats if return_features else None)
 
     def _check_feature(self, f: Tensor, k: int, batch: int) -> None:
         if not 1 <= k < self.n_latent:
