@@ -112,6 +112,7 @@ def lk_refine(
     import cv2
 
     frames = frames_gray.detach().cpu().numpy() if isinstance(frames_gray, torch.Tensor) else np.asarray(frames_gray)
+    frames = np.ascontiguousarray(frames)
     lm_t, back = to_time_first(landmarks, 0, "landmarks")
     _check(frames, lm_t, win, levels, max_weight, sigma_px, max_err, reference, iters, eps)
     T = lm_t.shape[0]
