@@ -481,9 +481,9 @@ def test_cli_fit_from_images(tmp_path):
     args = argparse.Namespace(out=str(tmp_path / "red.pt"), labels=str(tmp_path / "labels.csv"), attr="red",
                               codes=None, images=str(img_dir), space="wplus", C=1.0, fraction=0.02, split=0.7,
                               save_codes=str(tmp_path / "codes.pt"), encoder=None, generator=None, batch_size=16,
-                              offline=True)
+                              size=64, offline=True)
     d = fit_command(args, inverter=inverter)
-    assert calls[0] == (16, 3, 1024, 1024) and sum(c[0] for c in calls) == 40
+    assert calls[0] == (16, 3, 64, 64) and sum(c[0] for c in calls) == 40
     assert d.meta["train_accuracy"] > 0.9
     # red minus blue through the projection is the planted normal
     normal = (proj[0] - proj[2]).reshape(2, 8)

@@ -53,6 +53,7 @@ def add_parser(sub) -> None:
     pf.add_argument("--encoder", help="Feature-Style encoder checkpoint (default: the zoo's)")
     pf.add_argument("--generator", help="generator checkpoint for latent_avg (default: the zoo's)")
     pf.add_argument("--batch-size", type=int, default=4)
+    pf.add_argument("--size", type=int, default=1024, help="crops are resized to this before inversion (default 1024)")
     pf.add_argument("--offline", action="store_true", help="never download weights")
     ps = dsub.add_parser("sefa", help="closed-form (SeFa) directions of a generator")
     ps.add_argument("--generator", required=True, help="generator checkpoint, or 'tiny'")
@@ -263,7 +264,7 @@ def fit_command(args, inverter: Callable | None = None):
         if not files:
             raise InputError(f"no image in {folder} is named in {args.labels}")
         inv = inverter if inverter is not None else default_inverter(args.encoder, args.generator, args.offline)
-        codes = invert_images(files, inv, batch_size=args.batch_size)
+        codes = invert_images(files, inv, size=getattr(args, "size", 1024), batch_size=args.batch_size)
         names = [p.name for p in files]
         if getattr(args, "save_codes", None):
             torch.save({"codes": codes, "names": names}, args.save_codes)
