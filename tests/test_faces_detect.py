@@ -106,3 +106,24 @@ def test_missing_backends_raise_clear_errors(tmp_path, monkeypatch):
 def test_face_dataclass_coerces():
     f = D.Face([0, 0, 10, 20], 1, np.zeros((68, 2)))
     assert f.bbox.dtype == np.float32 and f.landmarks.dtype == np.float32 and f.area == 200.0
+
+
+def test_fan_cache_check_finds_files_without_download(tmp_path, monkeypatch):
+    pytest.importorskip("face_alignment")
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    present, missing = D.fan_weight_files()
+    assert present == [] and len(missing) == 2
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    from face_alignment.api import models_urls as fan_urls
+    from face_alignment.detection.sfd.sfd_detector import models_urls as sfd_urls
+
+    (ckpt / fan_urls["2DFAN-4"].rsplit("/", 1)[1]).write_bytes(b"x")
+    assert D.fan_weight_files()[1]  # the detector's weights are still missing
+    assert "fan" not in D.available_backends()
+    (ckpt / sfd_urls["s3fd"].rsplit("/", 1)[1]).write_bytes(b"x")
+    present, missing = D.fan_weight_files()
+    assert missing == [] and len(present) == 2
+    assert D.available_backends()[0] == "fan"
