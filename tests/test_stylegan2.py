@@ -248,6 +248,17 @@ def test_tiny_w_broadcast_and_feature_scale(tiny):
             _close(tiny.synthesis(w, feature_in=own, feature_idx=k), ref, atol=1e-5)
 
 
+def test_tiny_style_mixing(tiny):
+    z1, z2 = torch.randn(2, 64), torch.randn(2, 64)
+    noise = tiny.make_noise()
+    with torch.no_grad():
+        img, latent = tiny([z1, z2], inject_index=4, noise=noise, return_latents=True)
+        w1, w2 = tiny.mapping(z1), tiny.mapping(z2)
+        ref = torch.cat([w1[:, None].expand(-1, 4, -1), w2[:, None].expand(-1, 6, -1)], 1)
+        _close(latent, ref, atol=1e-6)
+        _close(img, tiny.synthesis(ref, noise), atol=1e-5)
+
+
 def test_tiny_memory_format_equal(tiny):
     w = torch.randn(2, 10, 64)
     with torch.no_grad():

@@ -342,10 +342,11 @@ class Generator(nn.Module):
                    device: torch.device | str | None = None) -> list[Tensor]:
         """One N(0,1) noise map per layer. Shape: ``num_layers`` entries ``[batch, 1, r_i, r_i]``."""
         device = device if device is not None else self.input.input.device
+        gen_device = generator.device if generator is not None else device
         out = []
         for i in range(self.num_layers):
             r = 2 ** ((i + 5) // 2)
-            out.append(torch.randn(batch, 1, r, r, generator=generator).to(device))
+            out.append(torch.randn(batch, 1, r, r, generator=generator, device=gen_device).to(device))
         return out
 
     def stored_noise(self) -> list[Tensor]:
