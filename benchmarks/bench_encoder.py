@@ -66,8 +66,9 @@ def main() -> None:
     t0 = time.perf_counter()
     E = FSEncoder().eval()  # 18 styles x 512, widths 64/128/256/512, content 512
     n_params = sum(p.numel() for p in E.parameters())
-    print(f"FSEncoder full size: {n_params / 1e6:.1f} M parameters, built in {time.perf_counter() - t0:.1f} s, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"FSEncoder full size: {n_params / 1e6:.1f} M parameters, "
+          f"built in {time.perf_counter() - t0:.1f} s, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
     flops = count_flops(E, torch.zeros(1, 3, 256, 256))
     print(f"encoder forward: {flops / 1e9:.1f} GFLOP per 256 frame")
     for b in args.batches:
@@ -84,7 +85,8 @@ def main() -> None:
         x = torch.rand(4, 3, 112, 112) * 2 - 1
         with torch.inference_mode():
             t = timeit(lambda: M(x), args.repeats)
-        print(f"IResNet-50 (112 px) batch 4: {t / 4:.3f} s/face ({count_flops(M, x[:1]) / 1e9:.1f} GFLOP/face)")
+        gf = count_flops(M, x[:1]) / 1e9
+        print(f"IResNet-50 (112 px) batch 4: {t / 4:.3f} s/face ({gf:.1f} GFLOP/face)")
 
 
 if __name__ == "__main__":

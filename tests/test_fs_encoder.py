@@ -97,7 +97,8 @@ def test_exception_bad_input():
 
 def test_load_infers_sizes(encoder):
     assert isinstance(encoder, FSEncoder) and not encoder.training
-    assert (encoder.n_styles, encoder.style_dim, encoder.widths, encoder.content_channels) == (10, 64, (8, 12, 16, 24), 32)
+    E = encoder
+    assert (E.n_styles, E.style_dim, E.widths, E.content_channels) == (10, 64, (8, 12, 16, 24), 32)
     assert encoder.layers == (3, 4, 14, 3)
 
 
@@ -160,7 +161,8 @@ def test_feature_golden_downscale(golden_narrow):
     x = cases["inputs"]["x_uint8_1024"].float() / 127.5 - 1.0
     torch.testing.assert_close(downscale(x, 2), cases["outputs"]["y_uint8_1024"], atol=ATOL, rtol=RTOL)
     torch.testing.assert_close(preprocess(x), cases["outputs"]["y_uint8_1024"], atol=ATOL, rtol=RTOL)
-    torch.testing.assert_close(downscale(cases["inputs"]["x_small"], 2), cases["outputs"]["y_small"], atol=ATOL, rtol=RTOL)
+    y_small = downscale(cases["inputs"]["x_small"], 2)
+    torch.testing.assert_close(y_small, cases["outputs"]["y_small"], atol=ATOL, rtol=RTOL)
 
 
 def test_feature_golden_fs_edit_encode(golden_narrow, encoder):
@@ -215,3 +217,23 @@ def test_inverter_exceptions():
         FSInverter(torch.nn.Identity(), torch.zeros(64))
     with pytest.raises(VidinvError):
         FSInverter(E, torch.zeros(64))(torch.zeros(1, 3, 64))
+
+
+@pytest.mark.slow
+def test_feature_golden_full(golden_narrow):
+    """The full-size golden set (checked separately; skips when absent): encoder alone and the 1024 path."""
+    full = golden_narrow.parent / "full"
+    if not (full / "fs_encoder.pt").exists():
+        pytest.skip(f"{full / 'fs_encoder.pt'} is absent (the full golden set is checked separately)")
+    E = load_fs_encoder(full / "fs_encoder.pt")
+    assert (E.n_styles, E.style_dim, E.widths, E.content_channels) == (18, 512, (64, 128, 256, 512), 512)
+    cases = _load(full / "encoder_cases.pt")
+    with torch.no_grad():
+        w, content = E(cases["inputs"]["x"])
+    torch.testing.assert_close(w, cases["outputs"]["w"], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(content, cases["outputs"]["content"], atol=1e-3, rtol=1e-3)
+    edit = _load(full / "fs_edit_cases.pt")
+    with torch.no_grad():
+        w_0, f_0 = FSInverter(E, edit["inputs"]["latent_avg"])(edit["inputs"]["x"])  # 1024 -> two halvings
+    torch.testing.assert_close(w_0, edit["outputs"]["w_0"], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(f_0, edit["outputs"]["f_0"], atol=1e-3, rtol=1e-3)

@@ -35,7 +35,8 @@ def test_smoke():
 def test_cardinality_return_features():
     with torch.no_grad():
         feats = _tiny()(torch.zeros(2, 3, 112, 112), return_features=True)
-    assert [tuple(f.shape) for f in feats] == [(2, 8, 56, 56), (2, 12, 28, 28), (2, 16, 14, 14), (2, 24, 7, 7), (2, 64)]
+    shapes = [(2, 8, 56, 56), (2, 12, 28, 28), (2, 16, 14, 14), (2, 24, 7, 7), (2, 64)]
+    assert [tuple(f.shape) for f in feats] == shapes
 
 
 def test_full_layout_keys():
@@ -46,7 +47,8 @@ def test_full_layout_keys():
     assert sd["layer4.0.downsample.0.weight"].shape == (512, 256, 1, 1)
     assert sd["fc.weight"].shape == (512, 512 * 49)
     assert sd["features.weight"].shape == (512,)
-    assert {k.split(".")[0] for k in sd} == {"conv1", "bn1", "prelu", "layer1", "layer2", "layer3", "layer4", "bn2", "fc", "features"}
+    top = {"conv1", "bn1", "prelu", "layer1", "layer2", "layer3", "layer4", "bn2", "fc", "features"}
+    assert {k.split(".")[0] for k in sd} == top
     assert max(int(k.split(".")[1]) for k in sd if k.startswith("layer3.")) == 13
 
 
@@ -119,3 +121,18 @@ def test_feature_golden_return_features(golden):
     assert len(feats) == len(ref) == 5
     for got, want in zip(feats, ref):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.slow
+def test_feature_golden_full(golden_narrow):
+    """The full-size golden set (checked separately; skips when absent)."""
+    full = golden_narrow.parent / "full"
+    if not (full / "iresnet50.pt").exists():
+        pytest.skip(f"{full / 'iresnet50.pt'} is absent (the full golden set is checked separately)")
+    m = load_iresnet(full / "iresnet50.pt")
+    assert m.widths == (64, 128, 256, 512) and m.embedding == 512
+    cases = _load(full / "iresnet50_cases.pt")
+    with torch.no_grad():
+        feats = m(cases["inputs"]["x"], return_features=True)
+    for got, want in zip(feats, cases["outputs"]["return_features"]):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)

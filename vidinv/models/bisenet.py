@@ -58,7 +58,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = None
         if cin != cout or stride != 1:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         res = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -174,7 +176,9 @@ class BiSeNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise VidinvError(f"BiSeNet expects float images [B,3,H,W], got {tuple(x.shape)} {x.dtype}")
         if x.shape[2] < 32 or x.shape[3] < 32:
-            raise VidinvError(f"BiSeNet needs images of at least 32x32 (512x512 when trained), got {tuple(x.shape)}")
+            raise VidinvError(
+                f"BiSeNet needs images of at least 32x32 (512x512 when trained), got {tuple(x.shape)}"
+            )
         size = x.shape[2:]
         feat8, cp8, cp16 = self.cp(x)
         heads = (self.conv_out(self.ffm(feat8, cp8)), self.conv_out16(cp8), self.conv_out32(cp16))
@@ -221,7 +225,8 @@ def parse_faces(bisenet: BiSeNet, images: Tensor, size: int = PARSING_SIZE) -> T
         - Input: ``[B, 3, H, W]`` in [-1, 1]
         - Output: ``[B, H, W]`` int64 labels in ``[0, n_classes)`` (see :data:`CELEBAMASK_CLASSES`).
     """
-    if not torch.is_tensor(images) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+    ok = torch.is_tensor(images) and images.ndim == 4 and images.shape[1] == 3
+    if not ok or not images.is_floating_point():
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise VidinvError(f"parse_faces expects float images [B,3,H,W] in [-1,1], got {shape}")
     p = next(bisenet.parameters())

@@ -137,7 +137,9 @@ class FSEncoder(nn.Module):
         and ``pooled_features`` (the four 3x3 pooled maps, in call order)."""
         _check_images(x, "FSEncoder")
         if x.shape[-1] != x.shape[-2] or x.shape[-1] % 16:
-            raise VidinvError(f"FSEncoder expects square inputs with a side divisible by 16 (256), got {tuple(x.shape)}")
+            raise VidinvError(
+                f"FSEncoder expects square inputs with a side divisible by 16 (256), got {tuple(x.shape)}"
+            )
         x = self.conv(x)
         blocks, pooled = [], []
         content = None

@@ -62,7 +62,9 @@ def make_stage(inplanes: int, planes: int, blocks: int, stride: int = 2) -> nn.S
     """
     down = None
     if stride != 1 or inplanes != planes:
-        down = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes, eps=1e-5))
+        down = nn.Sequential(
+            nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes, eps=1e-5)
+        )
     layers = [IBasicBlock(inplanes, planes, stride, down)]
     layers += [IBasicBlock(planes, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
@@ -125,7 +127,9 @@ class IResNet(nn.Module):
         return feats + [emb] if return_features else emb
 
 
-def iresnet50(widths: Sequence[int] = (64, 128, 256, 512), embedding: int = 512, dropout: float = 0.0) -> IResNet:
+def iresnet50(
+    widths: Sequence[int] = (64, 128, 256, 512), embedding: int = 512, dropout: float = 0.0
+) -> IResNet:
     """IResNet-50 (blocks 3/4/14/3); the defaults are the released ArcFace ``backbone.pth`` sizes."""
     return IResNet(IRESNET50_LAYERS, widths, embedding, dropout)
 
