@@ -1,14 +1,12 @@
-"""The common interface of the GAN-inversion methods, their registry and the loader.
+"""The common inverter interface, the registry and the loader.
 
-Every method (Feature-Style, e4e, pSp, HFGI, HyperInverter, PadInv) is wrapped as an
-:class:`Inverter`: ``invert`` turns aligned face crops into a *code dict* and ``render`` turns
-a code dict (optionally with edited W+ codes) back into images. A code dict holds only tensors
-whose dim 0 is the batch, so the video pipeline can split it per frame, stack it, cache it and
-smooth it over time without knowing the method; it always holds ``'w'`` ``[B, L, sd]``.
+An inverter maps aligned face crops to a *code* (a dict of tensors, every one batched on
+dim 0, always holding ``'w'``) and renders a code back, optionally with an edited ``w``.
+The video pipeline splits codes per frame, stacks, caches and smooths them without knowing
+the method, so a code holds only tensors with a leading batch dimension.
 
-Methods register a factory ``(checkpoint path or loaded dict, **kw) -> Inverter`` under their
-name with :func:`register_inverter`. The built-in ones live in ``vidinv/inverters/<name>.py``
-and are imported on first use, so importing this module stays cheap.
+Methods register a factory under their name with :func:`register_inverter`; their modules
+are imported on first use by :func:`load_inverter` (``import vidinv`` stays cheap).
 """
 
 from __future__ import annotations
@@ -23,19 +21,7 @@ from torch import Tensor
 
 from vidinv.errors import VidinvError
 
-__all__ = ["Inverter", "INVERTERS", "KNOWN_INVERTERS", "register_inverter", "load_inverter",
-           "available_inverters", "check_images", "check_code", "split_code", "cat_codes"]
-
 Code = dict[str, Tensor]
-
-# name -> module that registers it on import (lazy: the registry fills itself on lookup)
-KNOWN_INVERTERS: dict[str, str] = {
-    "e4e": "vidinv.inverters.e4e",
-    "psp": "vidinv.inverters.psp",
-    "hfgi": "vidinv.inverters.hfgi",
-    "hyperinverter": "vidinv.inverters.hyperinverter",
-    "padinv": "vidinv.inverters.padinv",
-}
 
 
 @runtime_checkable
@@ -43,9 +29,9 @@ class Inverter(Protocol):
     """What every inversion method provides.
 
     Attributes:
-        name: the registry name (``'e4e'``, ``'hfgi'``, ...).
-        size: the generator's output resolution S.
-        n_latent: W+ layers L.
+        name: registry name (``'e4e'``, ``'hfgi'``, ``'hyperinverter'``, ``'padinv'``, ...).
+        size: generator output resolution S.
+        n_latent: number of W+ rows L.
         style_dim: W dimension sd.
     """
 
@@ -55,37 +41,27 @@ class Inverter(Protocol):
     style_dim: int
 
     def invert(self, x: Tensor) -> Code:
-        """Encode aligned faces. ``x [B,3,S',S']`` in [-1,1] -> a code dict with at least ``'w' [B,L,sd]``."""
+        """Invert crops. Shape: x ``[B,3,S,S]`` in [-1,1] -> dict of ``[B, ...]``, ``'w'`` ``[B,L,sd]``."""
         ...
 
     def render(self, code: Code, w_edit: Tensor | None = None, noise: list | None = None) -> Tensor:
-        """Decode a code dict (``w_edit`` replaces ``code['w']``; None = the inversion) -> ``[B,3,S,S]``."""
+        """Render a code (``w_edit`` None = the inversion). Shape: -> ``[B,3,S,S]``."""
         ...
 
 
-class _Registry(dict):
-    """A ``dict`` name -> factory that imports a known method's module on first lookup."""
+INVERTERS: dict[str, Callable[..., Inverter]] = {}
 
-    def __missing__(self, name: str) -> Callable[..., Inverter]:
-        module = KNOWN_INVERTERS.get(name)
-        if module is None:
-            raise KeyError(name)
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                raise KeyError(name) from None
-            raise
-        if name not in self:
-            raise KeyError(name)
-        return dict.__getitem__(self, name)
-
-
-INVERTERS: dict[str, Callable[..., Inverter]] = _Registry()
+# Where each known method registers itself (imported lazily by load_inverter).
+_MODULES = {
+    "e4e": "vidinv.inverters.e4e",
+    "hfgi": "vidinv.inverters.hfgi",
+    "hyperinverter": "vidinv.inverters.hyperinverter",
+    "padinv": "vidinv.inverters.padinv",
+}
 
 
 def register_inverter(name: str) -> Callable[[Callable[..., Inverter]], Callable[..., Inverter]]:
-    """Decorator: register ``factory(checkpoint_path_or_dict, **kw) -> Inverter`` under ``name``."""
+    """Decorator: ``@register_inverter('padinv')`` on a factory ``(checkpoint, **kw) -> Inverter``."""
 
     def deco(factory: Callable[..., Inverter]) -> Callable[..., Inverter]:
         INVERTERS[name] = factory
@@ -95,67 +71,57 @@ def register_inverter(name: str) -> Callable[[Callable[..., Inverter]], Callable
 
 
 def available_inverters() -> list[str]:
-    """Names of the methods whose module is present (imports the known modules)."""
-    names = []
-    for name in sorted(set(KNOWN_INVERTERS) | set(INVERTERS)):
-        try:
-            INVERTERS[name]
-        except KeyError:
-            continue
-        names.append(name)
-    return names
+    """Names that :func:`load_inverter` accepts (known modules plus anything registered)."""
+    return sorted(set(_MODULES) | set(INVERTERS))
 
 
-def load_inverter(name: str, checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> Inverter:
-    """Build the inverter ``name`` from its official checkpoint (a path, read with ``safe_load``, or a loaded dict).
+def load_inverter(name: str, checkpoint_path_or_dict: str | PathLike | Mapping[str, Any], **kw: Any) -> Inverter:
+    """Build the inverter ``name`` from its official checkpoint (a path or an already loaded dict).
 
     Raises:
-        VidinvError: unknown method name (the message lists the available ones).
+        VidinvError: unknown method name, or a checkpoint that does not match the method's layout.
     """
-    try:
-        factory = INVERTERS[name]
-    except KeyError:
-        raise VidinvError(f"unknown inverter {name!r}; available: {', '.join(available_inverters())}") from None
-    return factory(checkpoint, **kw)
+    if name not in INVERTERS and name in _MODULES:
+        try:
+            importlib.import_module(_MODULES[name])
+        except ModuleNotFoundError as e:
+            if e.name != _MODULES[name]:
+                raise
+    if name not in INVERTERS:
+        raise VidinvError(f"unknown inverter {name!r}; choose one of {', '.join(available_inverters())}")
+    return INVERTERS[name](checkpoint_path_or_dict, **kw)
 
 
 # ----------------------------------------------------------------------------- helpers for implementations
 
 
-def check_images(x: Tensor, what: str) -> None:
-    """Raise a clear VidinvError unless ``x`` is a float ``[B, 3, H, W]`` batch of square images."""
-    if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
-        shape = list(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise VidinvError(f"{what} expects square images [B,3,S,S] in [-1,1], got {shape}")
-    if not x.is_floating_point():
-        raise VidinvError(f"{what} expects float images in [-1,1], got dtype {x.dtype}")
+def check_images(x: Tensor, what: str = "images") -> None:
+    """Raise a clear error unless ``x`` is a float ``[B,3,H,W]`` tensor."""
+    if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise VidinvError(f"{what}: expected a float tensor [B,3,H,W] in [-1,1], got {shape}")
 
 
-def check_code(code: Mapping[str, Tensor], keys: tuple[str, ...], what: str) -> int:
-    """Check that ``code`` holds tensors ``keys`` with one batch size; return that batch size."""
+def expand_w(w: Tensor, n_latent: int, style_dim: int, what: str = "w") -> Tensor:
+    """``[B,sd]`` -> ``[B,L,sd]`` (repeated); ``[B,L,sd]`` checked and returned. Shape: -> ``[B,L,sd]``."""
+    if not torch.is_tensor(w) or w.shape[-1] != style_dim or w.ndim not in (2, 3):
+        shape = tuple(w.shape) if torch.is_tensor(w) else type(w).__name__
+        raise VidinvError(f"{what}: expected [B,{style_dim}] or [B,{n_latent},{style_dim}], got {shape}")
+    if w.ndim == 2:
+        return w[:, None].expand(-1, n_latent, -1)
+    if w.shape[1] != n_latent:
+        raise VidinvError(f"{what}: expected {n_latent} W+ rows, got {w.shape[1]}")
+    return w
+
+
+def check_code(code: Mapping[str, Tensor], keys: tuple[str, ...], what: str = "code") -> int:
+    """Check that ``code`` holds ``keys`` as tensors with one common batch size; return it."""
     if not isinstance(code, Mapping):
-        raise VidinvError(f"{what}: a code must be a dict of tensors, got {type(code).__name__}")
+        raise VidinvError(f"{what}: expected a dict of tensors, got {type(code).__name__}")
     missing = [k for k in keys if k not in code]
     if missing:
-        raise VidinvError(f"{what}: the code has no {', '.join(map(repr, missing))} (keys: {', '.join(code)})")
-    sizes = {k: code[k].shape[0] for k in keys if torch.is_tensor(code[k]) and code[k].ndim > 0}
-    if len(sizes) != len(keys) or len(set(sizes.values())) != 1:
-        raise VidinvError(f"{what}: code entries must be tensors with one batch size, got "
-                          + ", ".join(f"{k} {list(getattr(code[k], 'shape', []))}" for k in keys))
-    return next(iter(sizes.values()))
-
-
-def split_code(code: Mapping[str, Tensor]) -> list[Code]:
-    """One code dict per sample (each entry keeps a batch dim of 1)."""
-    B = check_code(code, tuple(code), "split_code")
-    return [{k: v[i:i + 1] for k, v in code.items()} for i in range(B)]
-
-
-def cat_codes(codes: list[Mapping[str, Tensor]]) -> Code:
-    """Concatenate code dicts with the same keys along the batch dim."""
-    if not codes:
-        raise VidinvError("cat_codes needs at least one code")
-    keys = tuple(codes[0])
-    if any(tuple(c) != keys for c in codes):
-        raise VidinvError("cat_codes: the codes have different keys")
-    return {k: torch.cat([c[k] for c in codes], 0) for k in keys}
+        raise VidinvError(f"{what}: missing entries {missing} (got {sorted(code)})")
+    sizes = {k: v.shape[0] for k, v in code.items() if torch.is_tensor(v) and v.ndim > 0}
+    if len(set(sizes.values())) > 1:
+        raise VidinvError(f"{what}: entries have different batch sizes {sizes}")
+    return next(iter(sizes.values())) if sizes else 0
