@@ -97,7 +97,8 @@ def _list(args) -> int:
     for r in rows:
         r["aliases"] = ",".join(r["aliases"]) or "-"
         r["component"] = "-" if r["component"] is None else r["component"]
-    print(format_table(rows, ["name", "kind", "scale", "layers", "component", "artifact", "status", "aliases", "description"]))
+    cols = ["name", "kind", "scale", "layers", "component", "artifact", "status", "aliases", "description"]
+    print(format_table(rows, cols))
     print("\nstrength 1 adds scale x the unit direction (wplus: the Feature-Style step of 15; w: e4e's factor 3; "
           "pca: standard deviations). Also: sefa:N, sefa:N:A-B, or a direction file.")
     missing = sorted({r["artifact"] for r in rows if r["status"] == "missing"})
@@ -168,7 +169,8 @@ def load_codes(path: str | Path):
     return data.float(), names
 
 
-def match_labels(names: list[str] | None, n: int, label_names: list[str], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def match_labels(names: list[str] | None, n: int, label_names: list[str],
+                 labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pair codes with labels: by file name (or stem) when codes are named, else by row index
     (the CSV's first column must then be 0..N-1, or the CSV has exactly N rows in code order).
 
@@ -203,7 +205,8 @@ def default_inverter(encoder: str | None = None, generator: str | None = None, o
 
     zoo = Zoo()
     enc = load_fs_encoder(zoo.resolve(encoder) if encoder else zoo.require("fs_encoder_143", offline=offline))
-    _, latent_avg = load_generator(zoo.resolve(generator) if generator else zoo.require("psp_ffhq_encode", offline=offline))
+    gen = zoo.resolve(generator) if generator else zoo.require("psp_ffhq_encode", offline=offline)
+    _, latent_avg = load_generator(gen)
     if latent_avg is None:
         raise VidinvError("the generator checkpoint has no latent_avg: use the pSp/rosinality checkpoint")
     return FSInverter(enc, latent_avg).eval()
@@ -306,7 +309,8 @@ def _sefa(args) -> int:
     src = _generator_source(args.generator, None)
     dirs = sefa_directions(src, layers=layers, k=args.k)
     for i, d in enumerate(dirs):
-        line = f"sefa:{i}{'' if layers is None else f':{layers[0]}-{layers[-1]}'}  eigenvalue {d.meta['eigenvalue']:.4f}"
+        where = "" if layers is None else f":{layers[0]}-{layers[-1]}"
+        line = f"sefa:{i}{where}  eigenvalue {d.meta['eigenvalue']:.4f}"
         if args.out:
             path = save_direction(d, Path(args.out) / f"sefa_{i}.pt")
             line += f"  -> {path}"

@@ -94,13 +94,15 @@ def _load_checkpoint(path: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise VidinvError(f"cannot read generator checkpoint {path} as plain weights: {type(exc).__name__}: {exc}") from None
+        raise VidinvError(f"cannot read generator checkpoint {path} as plain weights: "
+                          f"{type(exc).__name__}: {exc}") from None
 
 
 def _sefa(spec: str, generator, generator_spec, n_latent: int | None, style_dim: int | None) -> Direction:
     m = re.fullmatch(r"sefa:(\d+)(?::(\d+)-(\d+))?", spec.strip().lower())
     if not m:
-        raise VidinvError(f"bad SeFa spec {spec!r}: use sefa:N (N-th direction, 0-based) or sefa:N:A-B (W+ layers A..B)")
+        raise VidinvError(f"bad SeFa spec {spec!r}: use sefa:N (N-th direction, 0-based) "
+                          "or sefa:N:A-B (W+ layers A..B)")
     from vidinv.editing.sefa import sefa_directions
 
     idx = int(m.group(1))

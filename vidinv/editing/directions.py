@@ -155,7 +155,8 @@ def _split_flat(n: int, n_latent: int | None, style_dim: int | None, name: str) 
 
 def _from_array(a: torch.Tensor, name: str, kind: str | None, n_latent: int | None,
                 style_dim: int | None, scale: float | None, flat_scale: float) -> Direction:
-    """Classify a loaded tensor: ``[sd]`` -> W, ``[L*sd]`` -> W+ (flattened), ``[L, sd]`` -> W+ (or W if all rows agree)."""
+    """Classify a loaded tensor: ``[sd]`` -> W, ``[L*sd]`` -> W+ (flattened), ``[L, sd]`` -> W+
+    (or W when all rows agree)."""
     a = a.float()
     while a.ndim > 2 and a.shape[0] == 1:
         a = a[0]
@@ -166,7 +167,8 @@ def _from_array(a: torch.Tensor, name: str, kind: str | None, n_latent: int | No
         n = a.numel()
         if kind == "w" or (kind is None and n == sd):
             if style_dim is not None and n != style_dim:
-                raise VidinvError(f"direction {name!r} is a W vector of style dim {n} but the generator's is {style_dim}")
+                raise VidinvError(f"direction {name!r} is a W vector of style dim {n} "
+                                  f"but the generator's is {style_dim}")
             return Direction(name, "w", a, None, E4E_FACTOR if scale is None else scale)
         if kind is None and n == DEFAULT_STYLE_DIM:
             raise VidinvError(f"direction {name!r} is a W vector of style dim {n} but the generator's is {style_dim}")
@@ -182,7 +184,8 @@ def _from_array(a: torch.Tensor, name: str, kind: str | None, n_latent: int | No
         if kind == "w":
             raise VidinvError(f"direction {name!r}: a {L}x{sd} array with different rows is not a W direction")
         if n_latent is not None and L != n_latent:
-            raise VidinvError(f"direction {name!r} is a {L}-layer W+ direction but the generator has {n_latent} W+ layers")
+            raise VidinvError(f"direction {name!r} is a {L}-layer W+ direction "
+                              f"but the generator has {n_latent} W+ layers")
         return Direction(name, "wplus", a, None, 1.0 if scale is None else scale)
     raise VidinvError(f"direction {name!r}: unsupported array shape {tuple(a.shape)}")
 
@@ -206,14 +209,16 @@ def load_ganspace(path_or_dict, component: int, start: int | None = None, end: i
     comp = torch.as_tensor(pca["comp"]).float().reshape(len(pca["comp"]), -1)
     std = torch.as_tensor(pca["std"]).float().reshape(-1)
     if not 0 <= component < len(comp):
-        raise VidinvError(f"GANSpace component {component} out of range: the file has {len(comp)} components (0..{len(comp) - 1})")
+        raise VidinvError(f"GANSpace component {component} out of range: "
+                          f"the file has {len(comp)} components (0..{len(comp) - 1})")
     if style_dim is not None and comp.shape[1] != style_dim:
         raise VidinvError(f"GANSpace components have style dim {comp.shape[1]} but the generator's is {style_dim}")
     layers = None if start is None else layer_range(start, start + 1 if end is None else end)
     meta = {"component": int(component), "std": float(std[component]), "sigmas": float(sigmas)}
     if "mean" in pca:
         meta["mean"] = torch.as_tensor(pca["mean"]).float().reshape(-1)
-    return Direction(name or f"ganspace{component}", "pca", comp[component], layers, sigmas * float(std[component]), meta)
+    scale = sigmas * float(std[component])
+    return Direction(name or f"ganspace{component}", "pca", comp[component], layers, scale, meta)
 
 
 def load_direction(path: str | Path, kind: str | None = None, n_latent: int | None = None,
@@ -261,12 +266,14 @@ def load_direction(path: str | Path, kind: str | None = None, n_latent: int | No
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(np.asarray(data, dtype=np.float32))
     if not isinstance(data, torch.Tensor):
-        raise VidinvError(f"{path.name}: unsupported content {type(data).__name__} (expected an array or a GANSpace dict)")
+        raise VidinvError(f"{path.name}: unsupported content {type(data).__name__} "
+                          "(expected an array or a GANSpace dict)")
     # a flattened W+ .npy is the Feature-Style boundary layout: strength 1 = their step of 15
     d = _from_array(data, name, kind, n_latent, style_dim, scale, FS_SCALE if path.suffix.lower() == ".npy" else 1.0)
     if layers is not None:
         if d.kind == "wplus":
-            raise VidinvError(f"{path.name}: a W+ direction already covers every layer; layers= applies to W directions")
+            raise VidinvError(f"{path.name}: a W+ direction already covers every layer; "
+                              "layers= applies to W directions")
         d.layers = tuple(int(i) for i in layers)
     if n_latent is not None:
         check_compatible(d, n_latent, style_dim)
@@ -331,7 +338,8 @@ def condition(primary: Direction, *others: Direction, n_latent: int | None = Non
     Q = Q[:, torch.diagonal(R).abs() > 1e-8 * max(1.0, float(R.abs().max()))]
     res = d - Q @ (Q.T @ d)
     if res.norm() < 1e-6 * d.norm():
-        raise VidinvError(f"direction {primary.name!r} lies in the span of the conditions: nothing is left after projection")
+        raise VidinvError(f"direction {primary.name!r} lies in the span of the conditions: "
+                          "nothing is left after projection")
     res = res * (d.norm() / res.norm())
     names = "|".join(o.name for o in others)
     meta = {**primary.meta, "conditioned_on": [o.name for o in others]}

@@ -19,7 +19,8 @@ from vidinv.errors import VidinvError
 W_SCALE = 3.0  # strength 1 of a fitted W direction: e4e's example factor
 
 
-def select_examples(labels: np.ndarray, fraction: float = 0.02, min_per_class: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def select_examples(labels: np.ndarray, fraction: float = 0.02,
+                    min_per_class: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Indices and binary targets of the examples to train on.
 
     Binary labels (two distinct values) are used as they are (the larger value is positive); for

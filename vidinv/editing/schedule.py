@@ -20,7 +20,8 @@ import numpy as np
 
 from vidinv.errors import VidinvError
 
-FORMS = "constant | constant:VALUE | ramp:IN[,OUT] (frames, or seconds with an 's') | keys:T=V,T=V,... (T in frames or seconds)"
+FORMS = ("constant | constant:VALUE | ramp:IN[,OUT] (frames, or seconds with an 's') | "
+         "keys:T=V,T=V,... (T in frames or seconds)")
 
 
 def _duration(text: str) -> tuple[float, bool]:
