@@ -320,3 +320,18 @@ def test_quality_to_crf():
     for bad in ("ultra", 52, -1):
         with pytest.raises(InputError):
             quality_to_crf(bad)
+
+
+def test_decord_backend_matches_pyav(vfr_clip, vfr_decoded, tmp_path):
+    pytest.importorskip("decord")
+    reader = VideoReader(vfr_clip, backend="decord")
+    chunk = reader.read_range(40, 52)
+    assert reader._decord, "decord should be usable on an unrotated clip"
+    assert np.array_equal(chunk.frames, vfr_decoded.frames[40:52]) and np.array_equal(chunk.pts, vfr_decoded.pts[40:52])
+    rot = make_clip(tmp_path / "rot.mp4", 8, rotation=90, audio=False)
+    reader = VideoReader(rot, backend="decord")
+    chunk = reader.read_range(2, 6)
+    assert reader._decord is False  # rotated: PyAV is used
+    assert np.array_equal(chunk.frames, VideoReader(rot).read_range(2, 6).frames) and chunk.frames.shape[1:] == (48, 64, 3)
+    with pytest.raises(ValueError, match="backend"):
+        VideoReader(rot, backend="opencv")

@@ -289,17 +289,24 @@ class VideoReader:
         path: the video file.
         rotate: apply the display rotation (default); ``False`` returns frames as stored.
         threads: decoder threads (0 = FFmpeg's choice).
+        backend: ``'pyav'`` (default) or ``'decord'`` for ``read_range`` random access. decord is used
+            only where it is safe (no rotation, same frame count and timestamps as PyAV's index); any
+            other case, or decord missing, falls back to PyAV.
 
     Example:
         >>> for chunk in VideoReader("clip.mp4").chunks(32):  # doctest: +SKIP
         ...     process(chunk.frames, chunk.pts)
     """
 
-    def __init__(self, path: str | os.PathLike, rotate: bool = True, threads: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, rotate: bool = True, threads: int = 0, backend: str = "pyav") -> None:
+        if backend not in ("pyav", "decord"):
+            raise ValueError(f"backend must be 'pyav' or 'decord', got {backend!r}")
         self.path = Path(path)
         self.info = probe(self.path)
         self.rotate = bool(rotate)
         self.threads = int(threads)
+        self.backend = backend
+        self._decord: Any = None
 
     def __len__(self) -> int:
         return self.info.n_frames
@@ -367,6 +374,28 @@ class VideoReader:
         if buf:
             yield FrameChunk(start, np.stack(buf), np.asarray(pts, np.int64), self.time_base)
 
+    def _decord_ok(self, idx: _Index) -> bool:
+        """Open decord once and check that it sees the same frames and timestamps as our index."""
+        if self._decord is False:
+            return False
+        if self._decord is None:
+            self._decord = False
+            if self.info.rotation and self.rotate:
+                return False
+            try:
+                import decord
+
+                vr = decord.VideoReader(str(self.path), num_threads=max(self.threads, 1))
+                if len(vr) != self.info.n_frames:
+                    return False
+                t0 = np.asarray([vr.get_frame_timestamp(i)[0] for i in range(len(vr))], np.float64)
+            except Exception:
+                return False
+            ours = (idx.pts - idx.pts[0]).astype(np.float64) * float(self.time_base)
+            if np.allclose(t0 - t0[0], ours, atol=0.5 * float(self.time_base) + 1e-3):  # decord drops the start offset
+                self._decord = vr
+        return self._decord is not False
+
     def read_range(self, start: int, stop: int) -> FrameChunk:
         """Frames ``[start, stop)``, identical to what sequential decoding yields at those positions.
 
@@ -396,6 +425,9 @@ class VideoReader:
                     pts.append(p)
             return FrameChunk(start, np.stack(frames), np.asarray(pts, np.int64), self.time_base)
         want = idx.pts[start:stop]
+        if self.backend == "decord" and self._decord_ok(idx):
+            frames = self._decord.get_batch(list(range(start, stop))).asnumpy()
+            return FrameChunk(start, np.ascontiguousarray(frames), want.copy(), self.time_base)
         target = int(want[0])
         keys = sorted((kp, kd) for kp, kd in zip(idx.key_pts, idx.key_dts) if kp <= target)
         candidates = [kd for _, kd in reversed(keys)][:3] + [None]  # None = from the beginning
