@@ -266,7 +266,9 @@ def fit_command(args, inverter: Callable | None = None):
         files = [p for p in files if p.name in wanted or p.stem in wanted]
         if not files:
             raise InputError(f"no image in {folder} is named in {args.labels}")
-        inv = inverter if inverter is not None else default_inverter(args.encoder, args.generator, args.offline)
+        inv = inverter
+        if inv is None:
+            inv = default_inverter(args.encoder, args.generator, args.offline or None)  # None: VIDINV_OFFLINE decides
         codes = invert_images(files, inv, size=getattr(args, "size", 1024), batch_size=args.batch_size)
         names = [p.name for p in files]
         if getattr(args, "save_codes", None):
