@@ -335,3 +335,13 @@ def test_decord_backend_matches_pyav(vfr_clip, vfr_decoded, tmp_path):
     assert np.array_equal(chunk.frames, VideoReader(rot).read_range(2, 6).frames) and chunk.frames.shape[1:] == (48, 64, 3)
     with pytest.raises(ValueError, match="backend"):
         VideoReader(rot, backend="opencv")
+
+
+def test_writer_forgotten_close_leaves_nothing(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", 4, audio=False)
+    a = _decode_all(src)
+    w = VideoWriter(tmp_path / "out.mp4", probe(src), preset="ultrafast")
+    w.write(a.frames, a.pts)
+    assert len(list(tmp_path.glob(".out.*.part.mp4"))) == 1 and not (tmp_path / "out.mp4").exists()
+    del w
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

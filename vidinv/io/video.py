@@ -678,6 +678,10 @@ class VideoWriter:
             self.abort()
             raise
 
+    def __del__(self) -> None:  # never leave a temporary file behind when close() was forgotten
+        if not getattr(self, "_closed", True):
+            self.abort()
+
     def abort(self) -> None:
         """Stop without producing a file (the temporary file is removed)."""
         self._closed = True
