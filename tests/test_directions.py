@@ -506,3 +506,53 @@ def test_cli_list_and_show(capsys, directions_dir):
     assert "wplus" in out and "(18, 512)" in out and "x15" in out
     assert main(["directions", "sefa", "--generator", "tiny", "-k", "2", "--layers", "0-3"]) == 0
     assert "sefa:1:0-3" in capsys.readouterr().out
+
+
+def test_sefa_from_checkpoint_paths(tmp_path):
+    """SeFa reads a pSp-layout checkpoint (decoder.* keys) and a rosinality one (g_ema) alike."""
+    tiny = pytest.importorskip("vidinv.models.tiny")
+    G = tiny.tiny_generator()
+    sd = G.state_dict()
+    torch.save({"state_dict": {f"decoder.{k}": v for k, v in sd.items()}, "latent_avg": torch.zeros(10, 64)},
+               tmp_path / "psp.pt")
+    torch.save({"g_ema": sd, "latent_avg": torch.zeros(64)}, tmp_path / "rosinality.pt")
+    ref = resolve_attribute("sefa:2", generator=G)
+    for name in ("psp.pt", "rosinality.pt"):
+        d = resolve_attribute("sefa:2", generator=str(tmp_path / name), n_latent=10, style_dim=64)
+        torch.testing.assert_close(d.vector, ref.vector)
+    with pytest.raises(InputError, match="not found"):
+        resolve_attribute("sefa:0", generator=str(tmp_path / "nope.pt"))
+
+
+def test_read_labels_and_matching(tmp_path):
+    from vidinv.commands.directions import match_labels, read_labels
+
+    p = tmp_path / "l.csv"
+    p.write_text("file,Male,Smiling\na.png,1,0\nb.png,0,1\nc.png,1,1\n")
+    names, lab = read_labels(p, "smiling")
+    assert names == ["a.png", "b.png", "c.png"] and lab.tolist() == [0, 1, 1]
+    assert read_labels(p, "unknown")[1].tolist() == [1, 0, 1]  # falls back to the second column
+    p.write_text("0,0.5\n1,2.5\n")  # no header
+    names, lab = read_labels(p, "x")
+    assert names == ["0", "1"] and lab.tolist() == [0.5, 2.5]
+    idx, lab = match_labels(["b", "zz.png", "a.png"], 3, ["a.png", "b.png"], np.array([1.0, 0.0]))
+    assert idx.tolist() == [0, 2] and lab.tolist() == [0.0, 1.0]
+    with pytest.raises(InputError, match="only 2 codes"):
+        match_labels(None, 2, ["0", "5"], np.array([1.0, 0.0]))
+    p.write_text("file,Smiling\na.png,yes\n")
+    with pytest.raises(InputError, match="not a number"):
+        read_labels(p, "smiling")
+
+
+def test_cli_fit_images_offline_names_missing_weights(tmp_path, monkeypatch, capsys):
+    cv2 = pytest.importorskip("cv2")
+    from vidinv.cli import main
+
+    monkeypatch.setenv("VIDINV_HOME", str(tmp_path / "home"))
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "l.csv").write_text("file,x\na.png,1\n")
+    rc = main(["directions", "fit", "--images", str(tmp_path / "imgs"), "--labels", str(tmp_path / "l.csv"),
+               "--attr", "x", "--out", str(tmp_path / "x.npy"), "--offline"])
+    assert rc == 3  # MissingWeightsError
+    assert "143_enc.pth" in capsys.readouterr().err

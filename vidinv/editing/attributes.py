@@ -86,16 +86,12 @@ def _generator_source(generator: Any, generator_spec: Mapping | None):
 
 
 @functools.lru_cache(maxsize=2)
-def _load_checkpoint(path: str):
-    import torch
+def _load_checkpoint(path: str) -> dict:
+    """The modulation weights of a generator checkpoint (only those are kept, and cached)."""
+    from vidinv.editing.sefa import _modulations
+    from vidinv.models.checkpoint import safe_load
 
-    if not Path(path).is_file():
-        raise VidinvError(f"generator checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise VidinvError(f"cannot read generator checkpoint {path} as plain weights: "
-                          f"{type(exc).__name__}: {exc}") from None
+    return {f"{k}.conv.modulation.weight": v for k, v in _modulations(safe_load(path)).items()}
 
 
 def _sefa(spec: str, generator, generator_spec, n_latent: int | None, style_dim: int | None) -> Direction:
