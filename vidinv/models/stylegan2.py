@@ -159,21 +159,30 @@ class ModulatedConv2d(nn.Module):
             return self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2))
         return F.conv2d(x, w, padding=self.padding)
 
+    def _weight_sq(self) -> Tensor:
+        """``sum_k weight^2`` ``[out, in]``; cached while gradients are off (keyed on the weight's version)."""
+        w = self.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return w[0].square().sum((2, 3))
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if getattr(self, "_wsq_key", None) != key:
+            self._wsq, self._wsq_key = w.detach()[0].square().sum((2, 3)), key
+        return self._wsq
+
     def modulated(self, x: Tensor, style: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor | None]:
-        """The conv of the modulated input, and ``gain * demod`` ``[B, out]`` still to apply (or None).
+        """The conv of the modulated input, and ``gain * scale * demod`` ``[B, out]`` still to apply (or None).
 
         A batch of one folds style, demodulation and gain into the (then ordinary) conv weight;
         a larger batch modulates the activations and convolves with the shared weight.
         """
         B = x.shape[0]
         s = self.modulation(style)  # [B, in]
-        w = self.weight[0] * self.scale  # [out, in, k, k], shared by the batch
-        d = torch.full((B, self.out_channel), gain, dtype=s.dtype, device=s.device)
-        if self.demodulate:  # sum_{i,kh,kw} (w[o,i] s[b,i])^2 = s^2 @ sum_k w^2
-            d = d * torch.rsqrt(s.square() @ w.square().sum((2, 3)).t() + 1e-8)
-        if B == 1:
-            return self._conv(x, (w * s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1)).to(x.dtype)), None
-        return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), w.to(x.dtype)), d
+        d = torch.full((B, self.out_channel), gain * self.scale, dtype=s.dtype, device=s.device)
+        if self.demodulate:  # sum_{i,kh,kw} (scale w[o,i] s[b,i])^2 = scale^2 s^2 @ sum_k w^2
+            d = d * torch.rsqrt(self.scale**2 * (s.square() @ self._weight_sq().t()) + 1e-8)
+        if B == 1:  # one multiply of the weight by an [out, in, 1, 1] factor
+            return self._conv(x, (self.weight[0] * (s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1))).to(x.dtype)), None
+        return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), self.weight[0].to(x.dtype)), d
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         out, d = self.modulated(x, style)
