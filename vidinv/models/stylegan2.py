@@ -112,8 +112,13 @@ class Blur(nn.Module):
         self.register_buffer("kernel", make_kernel(kernel) * upsample_factor**2)
         self.pad = pad
 
-    def forward(self, x: Tensor) -> Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+    def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
+        p0, p1 = self.pad
+        if bias is not None and p0 == p1 >= 0:  # bias added inside the depthwise conv (no extra pass)
+            k = self.kernel.flip([0, 1]).to(x.dtype)
+            return F.conv2d(x, k.expand(x.shape[1], 1, *k.shape), bias.to(x.dtype), padding=p0, groups=x.shape[1])
+        out = upfirdn2d(x, self.kernel, pad=self.pad)
+        return out if bias is None else out + bias.view(1, -1, 1, 1).to(out.dtype)
 
 
 class Upsample(nn.Module):
@@ -154,10 +159,10 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
 
-    def _conv(self, x: Tensor, w: Tensor) -> Tensor:
+    def _conv(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
         if self.upsample:
-            return self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2))
-        return F.conv2d(x, w, padding=self.padding)
+            return self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2), bias)
+        return F.conv2d(x, w, bias, padding=self.padding)
 
     def _weight_sq(self) -> Tensor:
         """``sum_k weight^2`` ``[out, in]``; cached while gradients are off (keyed on the weight's version)."""
@@ -169,11 +174,13 @@ class ModulatedConv2d(nn.Module):
             self._wsq, self._wsq_key = w.detach()[0].square().sum((2, 3)), key
         return self._wsq
 
-    def modulated(self, x: Tensor, style: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor | None]:
+    def modulated(self, x: Tensor, style: Tensor, gain: float = 1.0,
+                  bias: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The conv of the modulated input, and ``gain * scale * demod`` ``[B, out]`` still to apply (or None).
 
-        A batch of one folds style, demodulation and gain into the (then ordinary) conv weight;
-        a larger batch modulates the activations and convolves with the shared weight.
+        A batch of one folds style, demodulation and gain into the (then ordinary) conv weight and
+        adds ``bias`` ``[out]`` inside the conv (the second value is then None); a larger batch
+        modulates the activations, convolves with the shared weight and leaves demod and bias to the caller.
         """
         B = x.shape[0]
         s = self.modulation(style)  # [B, in]
@@ -181,7 +188,8 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:  # sum_{i,kh,kw} (scale w[o,i] s[b,i])^2 = scale^2 s^2 @ sum_k w^2
             d = d * torch.rsqrt(self.scale**2 * (s.square() @ self._weight_sq().t()) + 1e-8)
         if B == 1:  # one multiply of the weight by an [out, in, 1, 1] factor
-            return self._conv(x, (self.weight[0] * (s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1))).to(x.dtype)), None
+            w = (self.weight[0] * (s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1))).to(x.dtype)
+            return self._conv(x, w, None if bias is None else bias.to(x.dtype)), None
         return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), self.weight[0].to(x.dtype)), d
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
@@ -236,9 +244,10 @@ class StyledConv(nn.Module):
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
         # leaky(conv*d + nw*noise + b) * sqrt2 == leaky(sqrt2 (conv*d + nw*noise + b)); fused, in place
-        out, d = self.conv.modulated(x, style, gain=SQRT2)
-        b = (self.activate.bias * SQRT2).view(1, -1, 1, 1).to(out.dtype)
-        out = out.add_(b) if d is None else torch.addcmul(b, out, d.view(*d.shape, 1, 1).to(out.dtype))
+        b = self.activate.bias * SQRT2
+        out, d = self.conv.modulated(x, style, gain=SQRT2, bias=b)
+        if d is not None:  # batch > 1: demodulate and add the bias in one pass
+            out = torch.addcmul(b.view(1, -1, 1, 1).to(out.dtype), out, d.view(*d.shape, 1, 1).to(out.dtype))
         if noise is None:
             noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
         out = out.addcmul_(noise.to(out.dtype), (self.noise.weight * SQRT2).to(out.dtype))
