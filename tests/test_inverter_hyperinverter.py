@@ -1,4 +1,4 @@
-"""HyperInverter: golden parity with the official code (narrow set), loading, the Inverter wrapper, tiny model."""
+"""HyperInverter: golden parity with the official code (narrow set), loading, Inverter wrapper, tiny model."""
 
 from __future__ import annotations
 
@@ -61,9 +61,17 @@ def tiny():
 
 
 # ------------------------------------------------------------------ golden parity
-@pytest.mark.parametrize("key,atol,rtol", [
-    ("w_enc", CODE_ATOL, 0), ("w_codes", CODE_ATOL, 0), ("w_images", IMG_ATOL, 0), ("w_bar_codes", CODE_ATOL, RTOL_BIG),
-    ("w_image_codes", CODE_ATOL, RTOL_BIG), ("final_images", IMG_ATOL, 0)])
+@pytest.mark.parametrize(
+    "key,atol,rtol",
+    [
+        ("w_enc", CODE_ATOL, 0),
+        ("w_codes", CODE_ATOL, 0),
+        ("w_images", IMG_ATOL, 0),
+        ("w_bar_codes", CODE_ATOL, RTOL_BIG),
+        ("w_image_codes", CODE_ATOL, RTOL_BIG),
+        ("final_images", IMG_ATOL, 0),
+    ],
+)
 def test_golden_forward(result, cases, key, atol, rtol):
     _close(result[key], cases["outputs"][key], atol, rtol)
 
@@ -95,7 +103,9 @@ def test_golden_w_avg_is_mean_mapping(net):
 
 def test_golden_inverter(folder, cases):
     I, O = cases["inputs"], cases["outputs"]
-    inv = load_inverter("hyperinverter", folder / "hyper_inverter.pt", generator=folder / "stylegan2_ada_ffhq.pt")
+    inv = load_inverter(
+        "hyperinverter", folder / "hyper_inverter.pt", generator=folder / "stylegan2_ada_ffhq.pt"
+    )
     assert isinstance(inv, HyperInverterInverter)
     assert (inv.size, inv.n_latent, inv.style_dim) == (64, 10, 32)
     code = inv.invert(I["x"])
@@ -114,12 +124,14 @@ def test_golden_inverter(folder, cases):
 
 # ------------------------------------------------------------------ loading
 def test_loading_variants(folder, cases):
-    """w_encoder.pt explicitly, the embedded w_encoder.* copy, and the generator from w_encoder.pt's decoder.*."""
+    """w_encoder.pt given explicitly, the embedded w_encoder.* copy, the generator from decoder.*."""
     ck = torch.load(folder / "hyper_inverter.pt", weights_only=True)
     wenc = torch.load(folder / "w_encoder.pt", weights_only=True)
     x = cases["inputs"]["x"][:1]
-    for net in (load_hyperinverter(ck, wenc, w_encoder=wenc),  # generator from the pSp wrapper's decoder.*
-                load_hyperinverter(ck, torch.load(folder / "stylegan2_ada_ffhq.pt", weights_only=True)["G_ema"])):
+    for net in (
+        load_hyperinverter(ck, wenc, w_encoder=wenc),  # generator from the pSp wrapper's decoder.*
+        load_hyperinverter(ck, torch.load(folder / "stylegan2_ada_ffhq.pt", weights_only=True)["G_ema"]),
+    ):
         with torch.no_grad():
             _close(net(x)["final_images"], cases["outputs"]["final_images"][:1], IMG_ATOL)
 
@@ -131,8 +143,10 @@ def test_loading_errors(folder, tmp_path):
         load_inverter("hyperinverter", ck)
     with pytest.raises(VidinvError, match="convert_ada_pickle"):
         load_ada_generator(tmp_path / "ffhq.pkl")
-    bad = {"state_dict": {k: v for k, v in ck["state_dict"].items() if not k.endswith("b8_conv0_weight.b2")},
-           "opts": ck["opts"]}
+    bad = {
+        "state_dict": {k: v for k, v in ck["state_dict"].items() if not k.endswith("b8_conv0_weight.b2")},
+        "opts": ck["opts"],
+    }
     with pytest.raises(VidinvError, match="b8_conv0_weight.b2"):
         load_hyperinverter(bad, gen)
     with pytest.raises(VidinvError, match="state_dict"):
@@ -168,9 +182,18 @@ def test_convert_ada_pickle(folder, tmp_path):
 
 def test_target_w_idx():
     """The official table: b4.conv1 -> 0, b4.torgb -> 1, b{2^(k+2)}.conv0 -> 2k, conv1/torgb -> 2k+1."""
-    assert [target_w_idx(n) for n in ("b4.conv1.weight", "b4.torgb.weight", "b8.conv0.weight", "b8.conv1.weight",
-                                      "b8.torgb.weight", "b1024.conv0.weight", "b1024.torgb.weight")] == [0, 1, 2, 3, 3,
-                                                                                                         16, 17]
+    assert [
+        target_w_idx(n)
+        for n in (
+            "b4.conv1.weight",
+            "b4.torgb.weight",
+            "b8.conv0.weight",
+            "b8.conv1.weight",
+            "b8.torgb.weight",
+            "b1024.conv0.weight",
+            "b1024.torgb.weight",
+        )
+    ] == [0, 1, 2, 3, 3, 16, 17]
     with pytest.raises(VidinvError, match="unsupported"):
         target_w_idx("b4.conv1.affine.weight")
 
@@ -191,8 +214,9 @@ def test_tiny_residuals_are_used_per_sample(tiny):
     plain = tiny.net.decoder.render(code["w"])  # the W image, no residual
     assert (both - plain).abs().max() > 1e-3
     for i in range(3):
-        torch.testing.assert_close(tiny.render({k: v[i:i + 1] for k, v in code.items()}), both[i:i + 1],
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            tiny.render({k: v[i : i + 1] for k, v in code.items()}), both[i : i + 1], atol=1e-4, rtol=1e-4
+        )
     zero = {k: torch.zeros_like(v) for k, v in tiny.predicted_weights(code).items()}
     torch.testing.assert_close(tiny.net.decoder.render(code["w"], zero), plain, atol=1e-5, rtol=1e-5)
 

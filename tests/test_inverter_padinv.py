@@ -64,8 +64,14 @@ def test_golden_encoder(model, cases):
             _close(a, b, CODE_ATOL)
 
 
-@pytest.mark.parametrize("latents,maps,image", [
-    ("style_latents", True, "image"), ("edit_latents", True, "edit_image"), ("style_latents", False, "image_no_padding")])
+@pytest.mark.parametrize(
+    "latents,maps,image",
+    [
+        ("style_latents", True, "image"),
+        ("edit_latents", True, "edit_image"),
+        ("style_latents", False, "image_no_padding"),
+    ],
+)
 def test_golden_synthesis(model, cases, latents, maps, image):
     _, G = model
     O = cases["outputs"]
@@ -125,7 +131,9 @@ def test_loading_errors(ckpt, tmp_path):
     with pytest.raises(VidinvError, match="models"):
         load_padinv({"foo": {}})
     bad = copy.copy(ckpt["models"])
-    bad["encoder"] = {k: v for k, v in ckpt["models"]["encoder"].items() if not k.startswith("fpn.lateral_layers.1")}
+    bad["encoder"] = {
+        k: v for k, v in ckpt["models"]["encoder"].items() if not k.startswith("fpn.lateral_layers.1")
+    }
     with pytest.raises(VidinvError, match="fpn.lateral_layers.1"):
         load_padinv(bad)
     bad = copy.copy(ckpt["models"])
@@ -169,16 +177,19 @@ def test_tiny_edit(tiny):
     a = tiny.render(code, w_edit=code["w"] + d)
     assert torch.isfinite(a).all() and (a - tiny.render(code)).abs().max() > 1e-3
     w_flat = code["w"][:, 0]  # a W code [B,sd] is broadcast to all rows
-    torch.testing.assert_close(tiny.render(code, w_edit=w_flat),
-                               tiny.render(code, w_edit=w_flat[:, None].expand(-1, tiny.n_latent, -1)))
+    torch.testing.assert_close(
+        tiny.render(code, w_edit=w_flat),
+        tiny.render(code, w_edit=w_flat[:, None].expand(-1, tiny.n_latent, -1)),
+    )
 
 
 def test_tiny_batch_consistency(tiny):
     code = tiny.invert(torch.rand(3, 3, 256, 256) * 2 - 1)
     both = tiny.render(code)
     for i in range(3):
-        torch.testing.assert_close(tiny.render({k: v[i:i + 1] for k, v in code.items()}), both[i:i + 1],
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            tiny.render({k: v[i : i + 1] for k, v in code.items()}), both[i : i + 1], atol=1e-4, rtol=1e-4
+        )
 
 
 def test_tiny_noise_override(tiny):
@@ -213,8 +224,13 @@ def test_modulated_conv_per_sample_weights_match_shared():
     w = torch.randn(5, 4, 3, 3, generator=g)
     k = torch.tensor([[1.0, 3, 3, 1]]).T @ torch.tensor([[1.0, 3, 3, 1]]) / 64
     pm_in, pm_out = torch.randn(2, 4, 20, 20, generator=g), torch.randn(1, 5, 20, 20, generator=g)
-    for kw in (dict(), dict(padding_map=pm_in), dict(up=2, kernel=k), dict(up=2, kernel=k, padding_map=pm_out),
-               dict(demodulate=False)):
+    for kw in (
+        dict(),
+        dict(padding_map=pm_in),
+        dict(up=2, kernel=k),
+        dict(up=2, kernel=k, padding_map=pm_out),
+        dict(demodulate=False),
+    ):
         a = modulated_conv(x, w, s, **kw)
         b = modulated_conv(x, w.expand(2, -1, -1, -1, -1), s, **kw)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

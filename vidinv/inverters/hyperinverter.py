@@ -32,7 +32,7 @@ class HyperInverterInverter:
     Args:
         net: a loaded :class:`~vidinv.models.hyperinverter.HyperInverterNet`.
         store_weights: put the predicted residuals into the code (large) instead of recomputing them.
-        noise_mode: ``'const'`` (the generator's ``noise_const`` buffers, as the official inference) or ``'none'``.
+        noise_mode: ``'const'`` (the ``noise_const`` buffers, as the official inference) or ``'none'``.
     """
 
     name = "hyperinverter"
@@ -69,14 +69,15 @@ class HyperInverterInverter:
         x = F.interpolate(x, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
         w_codes = net.encode_w(x)
         w_images = net.decoder.render(w_codes, noise_mode=self.noise_mode)
-        w_img = net.w_bar_encoder(F.interpolate(w_images, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear",
-                                                align_corners=False))
+        w_img = net.w_bar_encoder(
+            F.interpolate(w_images, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
+        )
         return {"w_codes": w_codes, "w_bar_codes": net.w_bar_encoder(x), "w_image_codes": w_img}
 
     @torch.no_grad()
     def predicted_weights(self, code: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The per-sample weight residuals ``{'b{r}.{layer}.weight': [B,out,in,k,k]}`` of a code."""
-        stored = {k[len(PREFIX):]: v for k, v in code.items() if k.startswith(PREFIX)}
+        stored = {k[len(PREFIX) :]: v for k, v in code.items() if k.startswith(PREFIX)}
         if stored:
             return stored
         check_code(code, ("w_bar_codes", "w_image_codes"), "hyperinverter code")
@@ -84,7 +85,7 @@ class HyperInverterInverter:
 
     @torch.no_grad()
     def render(self, code: Code, w_edit: Tensor | None = None, noise: list | None = None) -> Tensor:
-        """Render with the image's own residual weights; ``w_edit`` (``[B,sd]`` or ``[B,L,sd]``) replaces ``w``.
+        """Render with the image's own residual weights; ``w_edit`` (``[B,sd]``/``[B,L,sd]``) replaces ``w``.
 
         Args:
             noise: per conv layer ``[B|1,1,r,r]`` tensors (None entries / None = the ``noise_const`` buffers).
@@ -93,8 +94,12 @@ class HyperInverterInverter:
             -> ``[B,3,S,S]``.
         """
         B = check_code(code, ("w",), "hyperinverter code")
-        w = expand_w(code["w"] if w_edit is None else w_edit, self.n_latent, self.style_dim,
-                     "hyperinverter w" if w_edit is None else "hyperinverter w_edit")
+        w = expand_w(
+            code["w"] if w_edit is None else w_edit,
+            self.n_latent,
+            self.style_dim,
+            "hyperinverter w" if w_edit is None else "hyperinverter w_edit",
+        )
         if w.shape[0] != B:
             raise VidinvError(f"hyperinverter: w_edit has batch {w.shape[0]}, the code {B}")
         return self.net.decoder.render(w, self.predicted_weights(code), noise, self.noise_mode)
@@ -105,15 +110,23 @@ class HyperInverterInverter:
 
 
 @register_inverter("hyperinverter")
-def hyperinverter_inverter(checkpoint: str | PathLike | Mapping[str, Any], generator: Any = None,
-                           w_encoder: Any = None, store_weights: bool = False,
-                           noise_mode: str = "const") -> HyperInverterInverter:
+def hyperinverter_inverter(
+    checkpoint: str | PathLike | Mapping[str, Any],
+    generator: Any = None,
+    w_encoder: Any = None,
+    store_weights: bool = False,
+    noise_mode: str = "const",
+) -> HyperInverterInverter:
     """Load ``hyper_inverter.pt`` + the converted StyleGAN2-ADA generator (``generator=``, required)."""
     if generator is None:
-        raise VidinvError("hyperinverter needs generator=<converted StyleGAN2-ADA .pt> (the official loader reads it "
-                          "from a separate NVlabs pickle; convert that once with "
-                          "vidinv.models.hyperinverter.convert_ada_pickle)")
-    return HyperInverterInverter(load_hyperinverter(checkpoint, generator, w_encoder), store_weights, noise_mode)
+        raise VidinvError(
+            "hyperinverter needs generator=<converted StyleGAN2-ADA .pt> (the official loader reads it "
+            "from a separate NVlabs pickle; convert that once with "
+            "vidinv.models.hyperinverter.convert_ada_pickle)"
+        )
+    return HyperInverterInverter(
+        load_hyperinverter(checkpoint, generator, w_encoder), store_weights, noise_mode
+    )
 
 
 def tiny_hyperinverter_inverter(seed: int = 0, store_weights: bool = False) -> HyperInverterInverter:

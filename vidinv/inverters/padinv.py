@@ -24,11 +24,12 @@ ENCODER_SIZE = 256
 
 
 def resize_to(x: Tensor, size: int) -> Tensor:
-    """Bilinear resize (antialiased when shrinking) to ``size x size``. Shape: ``[B,3,H,W] -> [B,3,size,size]``."""
+    """Bilinear resize (antialiased when shrinking). Shape: ``[B,3,H,W] -> [B,3,size,size]``."""
     if x.shape[-2:] == (size, size):
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=bool(x.shape[-1] > size))
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=bool(x.shape[-1] > size)
+    )
 
 
 class PadInvInverter:
@@ -48,8 +49,10 @@ class PadInvInverter:
         self.encoder, self.generator, self.noise_mode = encoder, generator, noise_mode
         self.size, self.n_latent, self.style_dim = generator.size, generator.n_latent, generator.style_dim
         if encoder.n_latent < self.n_latent:
-            raise VidinvError(f"padinv: the encoder predicts {encoder.n_latent} W+ rows, the generator needs "
-                              f"{self.n_latent}")
+            raise VidinvError(
+                f"padinv: the encoder predicts {encoder.n_latent} W+ rows, the generator needs "
+                f"{self.n_latent}"
+            )
 
     @torch.no_grad()
     def invert(self, x: Tensor) -> Code:
@@ -71,7 +74,9 @@ class PadInvInverter:
             if k.startswith("pad") and k[3:].isdigit():
                 i = int(k[3:])
                 if i >= len(maps):
-                    raise VidinvError(f"padinv: code entry {k} is beyond the generator's {self.n_latent} layers")
+                    raise VidinvError(
+                        f"padinv: code entry {k} is beyond the generator's {self.n_latent} layers"
+                    )
                 maps[i] = v
         return maps
 
@@ -86,8 +91,12 @@ class PadInvInverter:
             -> ``[B,3,S,S]``.
         """
         B = check_code(code, ("w",), "padinv code")
-        w = expand_w(code["w"] if w_edit is None else w_edit, self.n_latent, self.style_dim,
-                     "padinv w" if w_edit is None else "padinv w_edit")
+        w = expand_w(
+            code["w"] if w_edit is None else w_edit,
+            self.n_latent,
+            self.style_dim,
+            "padinv w" if w_edit is None else "padinv w_edit",
+        )
         if w.shape[0] != B:
             raise VidinvError(f"padinv: w_edit has batch {w.shape[0]}, the code {B}")
         return self.generator.render(w, self.padding_maps(code), noise, self.noise_mode)
@@ -100,7 +109,7 @@ class PadInvInverter:
 
 @register_inverter("padinv")
 def padinv_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> PadInvInverter:
-    """Load an official PadInv runner checkpoint (``{'models': {...}, ...}``) into a :class:`PadInvInverter`."""
+    """Load an official PadInv runner checkpoint (``{'models': {...}, ...}``) as a :class:`PadInvInverter`."""
     noise_mode = kw.pop("noise_mode", "const")
     E, G = load_padinv(checkpoint, **kw)
     return PadInvInverter(E, G, noise_mode)

@@ -57,7 +57,9 @@ class AdaSynthesisLayer(nn.Module):
         x ``[B,in,H,W]``, w ``[B,w_dim]`` -> ``[B,out,H*up,W*up]``.
     """
 
-    def __init__(self, cin: int, cout: int, w_dim: int, res: int, up: int = 1, use_noise: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, w_dim: int, res: int, up: int = 1, use_noise: bool = True
+    ) -> None:
         super().__init__()
         self.affine = DenseLayer(w_dim, cin, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3))
@@ -68,8 +70,14 @@ class AdaSynthesisLayer(nn.Module):
         self.register_buffer("resample_filter", make_kernel([1, 3, 3, 1]))
         self.up, self.use_noise = up, use_noise
 
-    def forward(self, x: Tensor, w: Tensor, added: Tensor | None = None, noise: Tensor | None = None,
-                noise_mode: str = "const") -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        w: Tensor,
+        added: Tensor | None = None,
+        noise: Tensor | None = None,
+        noise_mode: str = "const",
+    ) -> Tensor:
         weight = self.weight if added is None else self.weight + added  # [out,in,3,3] or [B,out,in,3,3]
         x = modulated_conv(x, weight, self.affine(w), up=self.up, kernel=self.resample_filter)
         if self.use_noise and noise_mode != "none":
@@ -80,7 +88,7 @@ class AdaSynthesisLayer(nn.Module):
 
 
 class AdaToRGB(nn.Module):
-    """NVlabs ``ToRGBLayer``: 1x1 modulated conv without demodulation, bias. Shape: ``[B,in,H,W] -> [B,3,H,W]``."""
+    """NVlabs ``ToRGBLayer``: 1x1 modulated conv, no demodulation. Shape: ``[B,in,H,W] -> [B,3,H,W]``."""
 
     def __init__(self, cin: int, w_dim: int, channels: int = 3) -> None:
         super().__init__()
@@ -117,7 +125,9 @@ class AdaMapping(nn.Module):
         z ``[B, z_dim]`` -> w ``[B, w_dim]``.
     """
 
-    def __init__(self, z_dim: int, w_dim: int, n_layers: int, hidden: int | None = None, lr_mul: float = 0.01) -> None:
+    def __init__(
+        self, z_dim: int, w_dim: int, n_layers: int, hidden: int | None = None, lr_mul: float = 0.01
+    ) -> None:
         super().__init__()
         dims = [z_dim] + [hidden or w_dim] * (n_layers - 1) + [w_dim]
         for i in range(n_layers):
@@ -150,10 +160,17 @@ class AdaSynthesis(nn.Module):
 
     def layer_names(self) -> list[str]:
         """Conv layers in ws order, as ``'b{r}.conv{0|1}'``."""
-        return [f"b{r}.conv{i}" for r in self.resolutions for i in ((1,) if r == self.resolutions[0] else (0, 1))]
+        return [
+            f"b{r}.conv{i}" for r in self.resolutions for i in ((1,) if r == self.resolutions[0] else (0, 1))
+        ]
 
-    def forward(self, ws: Tensor, added_weights: Mapping[str, Tensor] | None = None,
-                noise: Sequence[Tensor | None] | None = None, noise_mode: str = "const") -> Tensor:
+    def forward(
+        self,
+        ws: Tensor,
+        added_weights: Mapping[str, Tensor] | None = None,
+        noise: Sequence[Tensor | None] | None = None,
+        noise_mode: str = "const",
+    ) -> Tensor:
         aw = added_weights or {}
         noise = list(noise or [])
         noise += [None] * (self.num_ws - 1 - len(noise))
@@ -185,23 +202,32 @@ class AdaGenerator(nn.Module):
         size, num_ws (= n_latent), w_dim.
     """
 
-    def __init__(self, channels: Mapping[int, int], w_dim: int = 512, z_dim: int = 512, mapping_layers: int = 8) -> None:
+    def __init__(
+        self, channels: Mapping[int, int], w_dim: int = 512, z_dim: int = 512, mapping_layers: int = 8
+    ) -> None:
         super().__init__()
         self.synthesis = AdaSynthesis(channels, w_dim)
         self.mapping = AdaMapping(z_dim, w_dim, mapping_layers)
         self.size, self.num_ws, self.w_dim = max(channels), self.synthesis.num_ws, w_dim
 
-    def render(self, ws: Tensor, added_weights: Mapping[str, Tensor] | None = None,
-               noise: Sequence[Tensor | None] | None = None, noise_mode: str = "const") -> Tensor:
+    def render(
+        self,
+        ws: Tensor,
+        added_weights: Mapping[str, Tensor] | None = None,
+        noise: Sequence[Tensor | None] | None = None,
+        noise_mode: str = "const",
+    ) -> Tensor:
         """``synthesis(ws, added_weights=..., noise_mode='const')`` of the official call.
 
         Shape:
-            ws ``[B, num_ws, w_dim]`` (or ``[B, w_dim]``), residuals ``[B, out, in, k, k]`` -> ``[B, 3, S, S]``.
+            ws ``[B, num_ws, w_dim]`` (or ``[B, w_dim]``), residuals ``[B,out,in,k,k]`` -> ``[B, 3, S, S]``.
         """
         if ws.ndim == 2:
             ws = ws[:, None].expand(-1, self.num_ws, -1)
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise VidinvError(f"AdaGenerator: expected ws [B,{self.num_ws},{self.w_dim}], got {tuple(ws.shape)}")
+            raise VidinvError(
+                f"AdaGenerator: expected ws [B,{self.num_ws},{self.w_dim}], got {tuple(ws.shape)}"
+            )
         return self.synthesis(ws, added_weights, noise, noise_mode)
 
 
@@ -209,8 +235,10 @@ def ada_generator_from_state_dict(sd: Mapping[str, Tensor]) -> AdaGenerator:
     """Build (unloaded) an :class:`AdaGenerator` sized from an NVlabs ``G_ema`` state_dict."""
     res = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"synthesis\.b(\d+)\.conv1\.weight", k)))
     if not res or "mapping.fc0.weight" not in sd:
-        raise VidinvError("StyleGAN2-ADA generator does not match the NVlabs layout: missing synthesis.b*.conv1.weight "
-                          "or mapping.fc0.weight")
+        raise VidinvError(
+            "StyleGAN2-ADA generator does not match the NVlabs layout: missing synthesis.b*.conv1.weight "
+            "or mapping.fc0.weight"
+        )
     channels = {r: int(sd[f"synthesis.b{r}.conv1.weight"].shape[0]) for r in res}
     n_map = len([k for k in sd if re.fullmatch(r"mapping\.fc\d+\.weight", k)])
     w_dim = int(sd[f"synthesis.b{res[0]}.conv1.affine.weight"].shape[1])
@@ -229,14 +257,16 @@ def load_ada_generator(src: str | PathLike | Mapping[str, Any]) -> AdaGenerator:
 
         p = Path(src)
         if p.suffix == ".pkl":
-            raise VidinvError(f"{p} is an NVlabs pickle; convert it once with "
-                              "vidinv.models.hyperinverter.convert_ada_pickle(pkl, out.pt) and load the .pt")
+            raise VidinvError(
+                f"{p} is an NVlabs pickle; convert it once with "
+                "vidinv.models.hyperinverter.convert_ada_pickle(pkl, out.pt) and load the .pt"
+            )
         src = safe_load(p)
     sd: Mapping[str, Any] = src
     if "G_ema" in sd:
         sd = sd["G_ema"]
     elif "state_dict" in sd:
-        sd = {k[len("decoder."):]: v for k, v in sd["state_dict"].items() if k.startswith("decoder.")}
+        sd = {k[len("decoder.") :]: v for k, v in sd["state_dict"].items() if k.startswith("decoder.")}
     G = ada_generator_from_state_dict(sd)
     return load_strict(G, dict(sd), "StyleGAN2-ADA generator").eval()
 
@@ -254,12 +284,17 @@ def convert_ada_pickle(pkl_path: str | PathLike, out_path: str | PathLike, key: 
         try:
             data = pickle.load(f)  # noqa: S301 - explicit, documented opt-in
         except ModuleNotFoundError as e:
-            raise VidinvError(f"unpickling {pkl_path} needs the NVlabs package {e.name!r} "
-                              "(clone NVlabs/stylegan2-ada-pytorch and put it on PYTHONPATH)") from None
+            raise VidinvError(
+                f"unpickling {pkl_path} needs the NVlabs package {e.name!r} "
+                "(clone NVlabs/stylegan2-ada-pytorch and put it on PYTHONPATH)"
+            ) from None
     G = data[key]
     sd = {k: v.detach().float().cpu().clone() for k, v in G.state_dict().items()}
-    out = {"G_ema": sd, "G_ema_init_kwargs": dict(getattr(G, "init_kwargs", {}) or {}),
-           "note": f"converted from {Path(pkl_path).name} by vidinv.models.hyperinverter.convert_ada_pickle"}
+    out = {
+        "G_ema": sd,
+        "G_ema_init_kwargs": dict(getattr(G, "init_kwargs", {}) or {}),
+        "note": f"converted from {Path(pkl_path).name} by vidinv.models.hyperinverter.convert_ada_pickle",
+    }
     torch.save(out, out_path)
     return Path(out_path)
 
@@ -301,8 +336,14 @@ class WEncoder(nn.Module):
     @classmethod
     def from_state_dict(cls, sd: Mapping[str, Tensor]) -> WEncoder:
         if "linear.weight" not in sd or "input_layer.0.weight" not in sd:
-            raise VidinvError("W encoder does not match the pSp layout: missing linear.weight / input_layer.0.weight")
-        return cls(_irse_body(sd, "body"), int(sd["input_layer.0.weight"].shape[0]), int(sd["linear.weight"].shape[0]))
+            raise VidinvError(
+                "W encoder does not match the pSp layout: missing linear.weight / input_layer.0.weight"
+            )
+        return cls(
+            _irse_body(sd, "body"),
+            int(sd["input_layer.0.weight"].shape[0]),
+            int(sd["linear.weight"].shape[0]),
+        )
 
 
 class LayerWiseEncoder(nn.Module):
@@ -315,8 +356,17 @@ class LayerWiseEncoder(nn.Module):
         x ``[B, 3, 256, 256]`` -> ``[B, L, C, 8, 8]``.
     """
 
-    def __init__(self, body: nn.Sequential, inplanes: int, n_styles: int, width: int, lat1_in: int, lat2_in: int,
-                 coarse: int = 3, middle: int = 7) -> None:
+    def __init__(
+        self,
+        body: nn.Sequential,
+        inplanes: int,
+        n_styles: int,
+        width: int,
+        lat1_in: int,
+        lat2_in: int,
+        coarse: int = 3,
+        middle: int = 7,
+    ) -> None:
         super().__init__()
         self.input_layer = input_layer(3, inplanes)
         self.body = body
@@ -349,12 +399,22 @@ class LayerWiseEncoder(nn.Module):
 
     @classmethod
     def from_state_dict(cls, sd: Mapping[str, Tensor]) -> LayerWiseEncoder:
-        for key in ("input_layer.0.weight", "latlayer1.weight", "latlayer2.weight", "styles.0.convs.0.weight"):
+        for key in (
+            "input_layer.0.weight",
+            "latlayer1.weight",
+            "latlayer2.weight",
+            "styles.0.convs.0.weight",
+        ):
             if key not in sd:
                 raise VidinvError(f"W-bar encoder does not match the official layout: missing key {key}")
-        return cls(_irse_body(sd, "body"), int(sd["input_layer.0.weight"].shape[0]), count_blocks(sd, "styles"),
-                   int(sd["latlayer1.weight"].shape[0]), int(sd["latlayer1.weight"].shape[1]),
-                   int(sd["latlayer2.weight"].shape[1]))
+        return cls(
+            _irse_body(sd, "body"),
+            int(sd["input_layer.0.weight"].shape[0]),
+            count_blocks(sd, "styles"),
+            int(sd["latlayer1.weight"].shape[0]),
+            int(sd["latlayer1.weight"].shape[1]),
+            int(sd["latlayer2.weight"].shape[1]),
+        )
 
 
 # ----------------------------------------------------------------------------- hypernetwork
@@ -376,8 +436,15 @@ class WeightRegressor(nn.Module):
         k = int(shape[2]) if len(shape) == 4 else 1
         self.fusion = nn.Sequential(nn.Conv2d(2 * width, width, 1), nn.InstanceNorm2d(width), nn.ReLU())
         self.feature_extractor = nn.Sequential(
-            nn.Conv2d(width, features, 3, 1, 1), nn.ReLU(), nn.Conv2d(features, features, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(features, features, 4, 2, 1), nn.ReLU(), nn.Conv2d(features, hidden, 4, 2, 1), nn.ReLU())
+            nn.Conv2d(width, features, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(features, features, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(features, features, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(features, hidden, 4, 2, 1),
+            nn.ReLU(),
+        )
         self.w1 = nn.Parameter(torch.randn(hidden, in_c * hidden) / math.sqrt(hidden))
         self.b1 = nn.Parameter(torch.zeros(in_c * hidden))
         self.w2 = nn.Parameter(torch.randn(hidden, out_c * k * k) / math.sqrt(hidden))
@@ -404,26 +471,36 @@ def target_w_idx(name: str) -> int:
 
 
 class Hypernetwork(nn.Module):
-    """``weight_regressors`` keyed ``'b{r}_{layer}_weight'``; returns residuals keyed ``'b{r}.{layer}.weight'``.
+    """``weight_regressors`` keyed ``'b{r}_{layer}_weight'``; residuals keyed ``'b{r}.{layer}.weight'``.
 
     Shape:
         w_image_codes, w_bar_codes ``[B, L, C, 8, 8]`` -> dict of ``[B, out, in, k, k]``.
     """
 
-    def __init__(self, width: int, hidden: int, target_shapes: Mapping[str, Sequence[int]], features: int = 64) -> None:
+    def __init__(
+        self, width: int, hidden: int, target_shapes: Mapping[str, Sequence[int]], features: int = 64
+    ) -> None:
         super().__init__()
         self.weight_regressors = nn.ModuleDict(
-            {n.replace(".", "_"): WeightRegressor(width, hidden, s, features) for n, s in target_shapes.items()})
+            {
+                n.replace(".", "_"): WeightRegressor(width, hidden, s, features)
+                for n, s in target_shapes.items()
+            }
+        )
         self.targets = {n: target_w_idx(n) for n in target_shapes}
 
     def forward(self, w_image_codes: Tensor, w_bar_codes: Tensor) -> dict[str, Tensor]:
-        return {n: self.weight_regressors[n.replace(".", "_")](w_image_codes[:, i], w_bar_codes[:, i])
-                for n, i in self.targets.items()}
+        return {
+            n: self.weight_regressors[n.replace(".", "_")](w_image_codes[:, i], w_bar_codes[:, i])
+            for n, i in self.targets.items()
+        }
 
     @classmethod
     def from_state_dict(cls, sd: Mapping[str, Tensor], generator: AdaGenerator) -> Hypernetwork:
-        names = sorted({k.split(".")[1] for k in sd if k.startswith("weight_regressors.")},
-                       key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
+        names = sorted(
+            {k.split(".")[1] for k in sd if k.startswith("weight_regressors.")},
+            key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)],
+        )
         if not names:
             raise VidinvError("HyperInverter checkpoint has no hypernet.weight_regressors.*")
         gsd = generator.synthesis.state_dict()
@@ -431,11 +508,17 @@ class Hypernetwork(nn.Module):
         for n in names:
             name = n.replace("_", ".")
             if name not in gsd:
-                raise VidinvError(f"HyperInverter hypernet predicts {name}, which the generator does not have")
+                raise VidinvError(
+                    f"HyperInverter hypernet predicts {name}, which the generator does not have"
+                )
             shapes[name] = tuple(gsd[name].shape)
         p = f"weight_regressors.{names[0]}"
-        return cls(int(sd[f"{p}.fusion.0.weight"].shape[0]), int(sd[f"{p}.w1"].shape[0]), shapes,
-                   int(sd[f"{p}.feature_extractor.0.weight"].shape[0]))
+        return cls(
+            int(sd[f"{p}.fusion.0.weight"].shape[0]),
+            int(sd[f"{p}.w1"].shape[0]),
+            shapes,
+            int(sd[f"{p}.feature_extractor.0.weight"].shape[0]),
+        )
 
 
 # ----------------------------------------------------------------------------- the full model
@@ -450,10 +533,20 @@ class HyperInverterNet(nn.Module):
         ``[B,L,C,8,8]``, ``predicted_weights`` (dict of ``[B,out,in,k,k]``), ``final_images [B,3,S,S]``.
     """
 
-    def __init__(self, w_encoder: WEncoder, w_bar_encoder: LayerWiseEncoder, hypernet: Hypernetwork,
-                 decoder: AdaGenerator) -> None:
+    def __init__(
+        self,
+        w_encoder: WEncoder,
+        w_bar_encoder: LayerWiseEncoder,
+        hypernet: Hypernetwork,
+        decoder: AdaGenerator,
+    ) -> None:
         super().__init__()
-        self.w_encoder, self.w_bar_encoder, self.hypernet, self.decoder = w_encoder, w_bar_encoder, hypernet, decoder
+        self.w_encoder, self.w_bar_encoder, self.hypernet, self.decoder = (
+            w_encoder,
+            w_bar_encoder,
+            hypernet,
+            decoder,
+        )
         if max(hypernet.targets.values()) >= len(w_bar_encoder.styles):
             raise VidinvError("HyperInverter: the W-bar encoder has fewer rows than the hypernetwork reads")
 
@@ -474,15 +567,23 @@ class HyperInverterNet(nn.Module):
         w_codes = (w_enc + self.latent_avg)[:, None].repeat(1, self.decoder.num_ws, 1)
         w_images = self.decoder.render(w_codes)
         w_bar = self.w_bar_encoder(x)
-        w_img = self.w_bar_encoder(F.interpolate(w_images, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear",
-                                                 align_corners=False))
+        w_img = self.w_bar_encoder(
+            F.interpolate(w_images, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False)
+        )
         pw = self.hypernet(w_img, w_bar)
-        return {"w_enc": w_enc, "w_codes": w_codes, "w_images": w_images, "w_bar_codes": w_bar,
-                "w_image_codes": w_img, "predicted_weights": pw, "final_images": self.decoder.render(w_codes, pw)}
+        return {
+            "w_enc": w_enc,
+            "w_codes": w_codes,
+            "w_images": w_images,
+            "w_bar_codes": w_bar,
+            "w_image_codes": w_img,
+            "predicted_weights": pw,
+            "final_images": self.decoder.render(w_codes, pw),
+        }
 
 
 def _prefixed(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) + 1:]: v for k, v in sd.items() if k.startswith(prefix + ".")}
+    return {k[len(prefix) + 1 :]: v for k, v in sd.items() if k.startswith(prefix + ".")}
 
 
 def _read(src: str | PathLike | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -493,8 +594,11 @@ def _read(src: str | PathLike | Mapping[str, Any]) -> Mapping[str, Any]:
     return safe_load(src)
 
 
-def load_hyperinverter(checkpoint: str | PathLike | Mapping[str, Any], generator: str | PathLike | Mapping[str, Any],
-                       w_encoder: str | PathLike | Mapping[str, Any] | None = None) -> HyperInverterNet:
+def load_hyperinverter(
+    checkpoint: str | PathLike | Mapping[str, Any],
+    generator: str | PathLike | Mapping[str, Any],
+    w_encoder: str | PathLike | Mapping[str, Any] | None = None,
+) -> HyperInverterNet:
     """Load the official HyperInverter files (strict, sizes inferred, eval, CPU).
 
     Args:
@@ -525,7 +629,9 @@ def load_hyperinverter(checkpoint: str | PathLike | Mapping[str, Any], generator
     hsd = _prefixed(sd, "hypernet")
     H = load_strict(Hypernetwork.from_state_dict(hsd, G), hsd, "HyperInverter hypernetwork")
     if E1.linear.weight.shape[0] != G.w_dim:
-        raise VidinvError(f"HyperInverter: W encoder gives {E1.linear.weight.shape[0]}-d codes, generator w_dim {G.w_dim}")
+        raise VidinvError(
+            f"HyperInverter: W encoder gives {E1.linear.weight.shape[0]}-d codes, generator w_dim {G.w_dim}"
+        )
     return HyperInverterNet(E1, E2, H, G).eval()
 
 
@@ -556,9 +662,11 @@ def tiny_hyperinverter(seed: int = 0) -> HyperInverterNet:
 
     E1 = WEncoder(body([16, 20, 24, 32]), 16, 32)
     E2 = LayerWiseEncoder(body([16, 20, 24, 32]), 16, G.num_ws, 32, 24, 20)
-    shapes = {f"{n}.weight": tuple(G.synthesis.get_submodule(n).weight.shape)
-              for r in G.synthesis.resolutions for n in
-              ([f"b{r}.conv1", f"b{r}.torgb"] if r == 4 else [f"b{r}.conv0", f"b{r}.conv1", f"b{r}.torgb"])}
+    shapes = {
+        f"{n}.weight": tuple(G.synthesis.get_submodule(n).weight.shape)
+        for r in G.synthesis.resolutions
+        for n in ([f"b{r}.conv1", f"b{r}.torgb"] if r == 4 else [f"b{r}.conv0", f"b{r}.conv1", f"b{r}.torgb"])
+    }
     H = Hypernetwork(32, 8, shapes, features=8)
     with torch.no_grad():
         for reg in H.weight_regressors.values():

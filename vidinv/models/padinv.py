@@ -61,9 +61,16 @@ class BottleneckIRSE(nn.Module):
         if cin == cout:
             self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        layers = [nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.PReLU(cout),
-                  nn.Conv2d(cout, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        layers = [
+            nn.BatchNorm2d(cin),
+            nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+            nn.PReLU(cout),
+            nn.Conv2d(cout, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         if se_hidden:
             layers.append(SEModule(cout, se_hidden))
         self.res_layer = nn.Sequential(*layers)
@@ -72,8 +79,9 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def irse_blocks_from_state_dict(sd: Mapping[str, Tensor], prefix: str, first_stride: int | None = 2,
-                                strides: Sequence[int] | None = None) -> list[BottleneckIRSE]:
+def irse_blocks_from_state_dict(
+    sd: Mapping[str, Tensor], prefix: str, first_stride: int | None = 2, strides: Sequence[int] | None = None
+) -> list[BottleneckIRSE]:
     """Build the units ``{prefix}.{i}`` with widths and SE sizes read from their weights.
 
     Args:
@@ -89,7 +97,9 @@ def irse_blocks_from_state_dict(sd: Mapping[str, Tensor], prefix: str, first_str
         cout, cin = sd[f"{p}.1.weight"].shape[:2]
         se = sd.get(f"{p}.5.fc1.weight")
         stride = strides[i] if strides is not None else (first_stride if i == 0 else 1)
-        blocks.append(BottleneckIRSE(int(cin), int(cout), int(stride), None if se is None else int(se.shape[0])))
+        blocks.append(
+            BottleneckIRSE(int(cin), int(cout), int(stride), None if se is None else int(se.shape[0]))
+        )
     return blocks
 
 
@@ -149,7 +159,9 @@ class FPN(nn.Module):
         out = [lat(f) for lat, f in zip(self.lateral_layers, feats)] + [feats[-1]]
         for i in range(len(out) - 1, 0, -1):
             scale = out[i - 1].shape[2] // out[i].shape[2]
-            out[i - 1] = out[i - 1] + F.interpolate(out[i], scale_factor=scale, mode="bilinear", align_corners=True)
+            out[i - 1] = out[i - 1] + F.interpolate(
+                out[i], scale_factor=scale, mode="bilinear", align_corners=True
+            )
         return out
 
 
@@ -175,26 +187,40 @@ class PadInvEncoder(nn.Module):
         ([B, fpn, P, P] or None)}``.
     """
 
-    def __init__(self, stages: Sequence[Sequence[tuple[int, int, int, int | None]]], inplanes: int,
-                 latent_dims: Sequence[int], latents_per_level: Sequence[int], head_convs: Sequence[int],
-                 fpn_channels: int, padding_blocks: Sequence[tuple[int, int, int, int | None]] = (),
-                 n_modulation_heads: int = 0, pad_layer_num: int = 4, only_pad_even: bool = True,
-                 encode_const_input: bool = True, feature_idx: int = 1) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Sequence[tuple[int, int, int, int | None]]],
+        inplanes: int,
+        latent_dims: Sequence[int],
+        latents_per_level: Sequence[int],
+        head_convs: Sequence[int],
+        fpn_channels: int,
+        padding_blocks: Sequence[tuple[int, int, int, int | None]] = (),
+        n_modulation_heads: int = 0,
+        pad_layer_num: int = 4,
+        only_pad_even: bool = True,
+        encode_const_input: bool = True,
+        feature_idx: int = 1,
+    ) -> None:
         super().__init__()
         self.input_layer = input_layer(3, inplanes)
-        self.backbone_stages = nn.ModuleList(nn.Sequential(*(BottleneckIRSE(*u) for u in st)) for st in stages)
+        self.backbone_stages = nn.ModuleList(
+            nn.Sequential(*(BottleneckIRSE(*u) for u in st)) for st in stages
+        )
         self.use_padding_space = len(padding_blocks) > 0
         if self.use_padding_space:
             self.padding_extractor = nn.Sequential(*(BottleneckIRSE(*u) for u in padding_blocks))
             if n_modulation_heads:
                 self.padding_modulation_heads = nn.ModuleList(
-                    nn.Conv2d(fpn_channels, fpn_channels, 1) for _ in range(n_modulation_heads))
+                    nn.Conv2d(fpn_channels, fpn_channels, 1) for _ in range(n_modulation_heads)
+                )
         self.latents_per_level = list(latents_per_level)
         n_levels = len(self.latents_per_level)
         outs = [st[-1][1] for st in stages]
         self.fpn = FPN(outs[-n_levels:], fpn_channels)
         self.latent_heads = nn.ModuleList(
-            StyleHead(fpn_channels, d, n) for d, n in zip(latent_dims, head_convs))
+            StyleHead(fpn_channels, d, n) for d, n in zip(latent_dims, head_convs)
+        )
         self.pad_layer_num, self.only_pad_even = pad_layer_num, only_pad_even
         self.encode_const_input, self.feature_idx = encode_const_input, feature_idx
         self.register_buffer("avg_latent", torch.zeros(latent_dims[0]), persistent=False)
@@ -211,15 +237,19 @@ class PadInvEncoder(nn.Module):
         for stage in self.backbone_stages:
             x = stage(x)
             feats.append(x)
-        levels = self.fpn(feats[-len(self.latents_per_level):])[::-1]  # low resolution first
+        levels = self.fpn(feats[-len(self.latents_per_level) :])[::-1]  # low resolution first
         heads = iter(self.latent_heads)
         codes = [next(heads)(f) for f, n in zip(levels, self.latents_per_level) for _ in range(n)]
         style = torch.stack(codes, dim=1) + self.avg_latent  # [B, L, W]
         maps: list[Tensor | None] = [None] * len(codes)
         if self.use_padding_space:
             size = 2 ** (self.pad_layer_num + 1) + 2
-            pm = F.interpolate(self.padding_extractor(levels[self.feature_idx]), size=(size, size),
-                               mode="bicubic", align_corners=True)
+            pm = F.interpolate(
+                self.padding_extractor(levels[self.feature_idx]),
+                size=(size, size),
+                mode="bicubic",
+                align_corners=True,
+            )
             if self.encode_const_input:
                 maps[0] = pm
             heads_pm = getattr(self, "padding_modulation_heads", None)
@@ -242,10 +272,18 @@ def padinv_encoder_from_state_dict(sd: Mapping[str, Tensor], **kw: Any) -> PadIn
     what = "PadInv encoder checkpoint"
     if "input_layer.0.weight" not in sd:
         raise VidinvError(f"{what} does not match the official layout: missing key input_layer.0.weight")
-    stages = [[(b.res_layer[1].in_channels, b.res_layer[1].out_channels, b.res_layer[3].stride[0],
-                b.res_layer[5].fc1.out_channels if len(b.res_layer) > 5 else None)
-               for b in irse_blocks_from_state_dict(sd, f"backbone_stages.{s}")]
-              for s in range(count_blocks(sd, "backbone_stages"))]
+    stages = [
+        [
+            (
+                b.res_layer[1].in_channels,
+                b.res_layer[1].out_channels,
+                b.res_layer[3].stride[0],
+                b.res_layer[5].fc1.out_channels if len(b.res_layer) > 5 else None,
+            )
+            for b in irse_blocks_from_state_dict(sd, f"backbone_stages.{s}")
+        ]
+        for s in range(count_blocks(sd, "backbone_stages"))
+    ]
     n_heads = count_blocks(sd, "latent_heads")
     if n_heads == 0 or not stages:
         raise VidinvError(f"{what} does not match the official layout: no latent_heads / backbone_stages")
@@ -254,14 +292,29 @@ def padinv_encoder_from_state_dict(sd: Mapping[str, Tensor], **kw: Any) -> PadIn
     # heads of level l have 4 + l convs (spatial 16 * 2**l); consecutive groups form the levels
     levels = sorted(set(head_convs))
     per_level = [head_convs.count(n) for n in levels]
-    pblocks = [(b.res_layer[1].in_channels, b.res_layer[1].out_channels, 1,
-                b.res_layer[5].fc1.out_channels if len(b.res_layer) > 5 else None)
-               for b in irse_blocks_from_state_dict(sd, "padding_extractor", strides=[1] * 64)[:]]
+    pblocks = [
+        (
+            b.res_layer[1].in_channels,
+            b.res_layer[1].out_channels,
+            1,
+            b.res_layer[5].fc1.out_channels if len(b.res_layer) > 5 else None,
+        )
+        for b in irse_blocks_from_state_dict(sd, "padding_extractor", strides=[1] * 64)[:]
+    ]
     n_mod = count_blocks(sd, "padding_modulation_heads")
     cfg: dict[str, Any] = dict(pad_layer_num=n_mod or 4)
     cfg.update(kw)
-    return PadInvEncoder(stages, int(sd["input_layer.0.weight"].shape[0]), latent_dims, per_level, head_convs,
-                         int(sd["latent_heads.0.convs.0.weight"].shape[1]), pblocks, n_mod, **cfg)
+    return PadInvEncoder(
+        stages,
+        int(sd["input_layer.0.weight"].shape[0]),
+        latent_dims,
+        per_level,
+        head_convs,
+        int(sd["latent_heads.0.convs.0.weight"].shape[1]),
+        pblocks,
+        n_mod,
+        **cfg,
+    )
 
 
 # ----------------------------------------------------------------------------- generator ops
@@ -273,7 +326,7 @@ def center_crop(x: Tensor, size: int) -> Tensor:
     if H < size or W < size:
         raise VidinvError(f"padding map {H}x{W} is smaller than the {size}x{size} the layer needs")
     y0, x0 = (H - size) // 2, (W - size) // 2
-    return x[..., y0:y0 + size, x0:x0 + size]
+    return x[..., y0 : y0 + size, x0 : x0 + size]
 
 
 def _pad_with(x: Tensor, padding_map: Tensor) -> Tensor:
@@ -284,8 +337,16 @@ def _pad_with(x: Tensor, padding_map: Tensor) -> Tensor:
     return pm
 
 
-def modulated_conv(x: Tensor, weight: Tensor, style: Tensor, demodulate: bool = True, up: int = 1,
-                   kernel: Tensor | None = None, padding_map: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+def modulated_conv(
+    x: Tensor,
+    weight: Tensor,
+    style: Tensor,
+    demodulate: bool = True,
+    up: int = 1,
+    kernel: Tensor | None = None,
+    padding_map: Tensor | None = None,
+    eps: float = 1e-8,
+) -> Tensor:
     """NVlabs-semantics modulated conv (non-fused): ``conv(x * s, W) * d`` with d the demodulation.
 
     ``weight`` may be per sample (``[B,out,in,k,k]``, e.g. with HyperInverter's residuals): then
@@ -356,7 +417,9 @@ class DenseLayer(nn.Module):
         ``[B, in] -> [B, out]``.
     """
 
-    def __init__(self, cin: int, cout: int, lr_mul: float = 1.0, bias_init: float = 0.0, act: bool = False) -> None:
+    def __init__(
+        self, cin: int, cout: int, lr_mul: float = 1.0, bias_init: float = 0.0, act: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin) / lr_mul)
         self.bias = nn.Parameter(torch.full((cout,), bias_init / lr_mul))
@@ -377,8 +440,17 @@ class ModulateConvLayer(nn.Module):
         x ``[B,in,H,W]``, w ``[B,w_dim]`` -> ``[B,out,H*up,W*up]``.
     """
 
-    def __init__(self, cin: int, cout: int, w_dim: int, res: int, kernel_size: int = 3, up: int = 1,
-                 noise: bool = True, demodulate: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        w_dim: int,
+        res: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        noise: bool = True,
+        demodulate: bool = True,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(cout))
@@ -391,14 +463,21 @@ class ModulateConvLayer(nn.Module):
         self.up, self.demodulate, self.has_noise = up, demodulate, noise
         self.wscale = 1 / math.sqrt(cin * kernel_size * kernel_size)
 
-    def forward(self, x: Tensor, w: Tensor, padding_map: Tensor | None = None, noise: Tensor | None = None,
-                noise_mode: str = "const") -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        w: Tensor,
+        padding_map: Tensor | None = None,
+        noise: Tensor | None = None,
+        noise_mode: str = "const",
+    ) -> Tensor:
         style = self.style(w)
         if not self.demodulate:
             x = modulated_conv(x, self.weight, style * self.wscale, demodulate=False)
             return x + self.bias.reshape(1, -1, 1, 1)
-        x = modulated_conv(x, self.weight, style, up=self.up, kernel=getattr(self, "filter", None),
-                           padding_map=padding_map)
+        x = modulated_conv(
+            x, self.weight, style, up=self.up, kernel=getattr(self, "filter", None), padding_map=padding_map
+        )
         if self.has_noise and noise_mode != "none":
             if noise is None:
                 noise = torch.randn_like(x[:, :1]) if noise_mode == "random" else self.noise
@@ -421,8 +500,15 @@ class MappingNetwork(nn.Module):
         super().__init__()
         self.n_layers = n_layers
         for i in range(n_layers):
-            self.add_module(f"dense{i}", DenseLayer(z_dim if i == 0 else hidden, w_dim if i == n_layers - 1 else hidden,
-                                                    lr_mul=lr_mul, act=True))
+            self.add_module(
+                f"dense{i}",
+                DenseLayer(
+                    z_dim if i == 0 else hidden,
+                    w_dim if i == n_layers - 1 else hidden,
+                    lr_mul=lr_mul,
+                    act=True,
+                ),
+            )
 
     def forward(self, z: Tensor) -> Tensor:
         w = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
@@ -446,18 +532,27 @@ class SynthesisNetwork(nn.Module):
         k = 0
         for j, res in enumerate(res_list):
             if res > init_res:
-                self.add_module(f"layer{k}", ModulateConvLayer(channels[res // 2], channels[res], w_dim, res, up=2))
+                self.add_module(
+                    f"layer{k}", ModulateConvLayer(channels[res // 2], channels[res], w_dim, res, up=2)
+                )
                 k += 1
             self.add_module(f"layer{k}", ModulateConvLayer(channels[res], channels[res], w_dim, res))
             k += 1
-            self.add_module(f"output{j}", ModulateConvLayer(channels[res], 3, w_dim, res, 1, noise=False,
-                                                            demodulate=False))
+            self.add_module(
+                f"output{j}",
+                ModulateConvLayer(channels[res], 3, w_dim, res, 1, noise=False, demodulate=False),
+            )
         self.n_conv = k
         self.num_layers = k + 1
         self.register_buffer("filter", make_kernel([1, 3, 3, 1]))
 
-    def forward(self, wp: Tensor, padding_maps: Sequence[Tensor | None] | None = None,
-                noise: Sequence[Tensor | None] | None = None, noise_mode: str = "const") -> Tensor:
+    def forward(
+        self,
+        wp: Tensor,
+        padding_maps: Sequence[Tensor | None] | None = None,
+        noise: Sequence[Tensor | None] | None = None,
+        noise_mode: str = "const",
+    ) -> Tensor:
         maps = list(padding_maps or [])
         maps += [None] * (self.num_layers + 1 - len(maps))
         noise = list(noise or [])
@@ -487,16 +582,27 @@ class PadInvGenerator(nn.Module):
         size, n_latent (= num_layers), style_dim.
     """
 
-    def __init__(self, channels: Mapping[int, int], w_dim: int = 512, z_dim: int = 512, mapping_layers: int = 8,
-                 mapping_fmaps: int = 512) -> None:
+    def __init__(
+        self,
+        channels: Mapping[int, int],
+        w_dim: int = 512,
+        z_dim: int = 512,
+        mapping_layers: int = 8,
+        mapping_fmaps: int = 512,
+    ) -> None:
         super().__init__()
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_fmaps)
         self.synthesis = SynthesisNetwork(channels, w_dim, init_res=min(channels))
         self.size, self.style_dim, self.n_latent = self.synthesis.resolution, w_dim, self.synthesis.num_layers
 
-    def render(self, wp: Tensor, padding_maps: Sequence[Tensor | None] | None = None,
-               noise: Sequence[Tensor | None] | None = None, noise_mode: str = "const") -> Tensor:
+    def render(
+        self,
+        wp: Tensor,
+        padding_maps: Sequence[Tensor | None] | None = None,
+        noise: Sequence[Tensor | None] | None = None,
+        noise_mode: str = "const",
+    ) -> Tensor:
         """``synthesis(wp, padding_maps)['image']`` of the official call, noise 'const' by default.
 
         Shape:
@@ -505,8 +611,9 @@ class PadInvGenerator(nn.Module):
         if wp.ndim == 2:
             wp = wp[:, None].expand(-1, self.n_latent, -1)
         if wp.ndim != 3 or wp.shape[1] < self.n_latent or wp.shape[2] != self.style_dim:
-            raise VidinvError(f"PadInvGenerator: expected wp [B,{self.n_latent},{self.style_dim}], "
-                              f"got {tuple(wp.shape)}")
+            raise VidinvError(
+                f"PadInvGenerator: expected wp [B,{self.n_latent},{self.style_dim}], got {tuple(wp.shape)}"
+            )
         return self.synthesis(wp, padding_maps, noise, noise_mode)
 
 
@@ -523,8 +630,13 @@ def padinv_generator_from_state_dict(sd: Mapping[str, Tensor]) -> PadInvGenerato
         channels[r0 * 2**j] = int(sd[f"synthesis.layer{2 * j}.weight"].shape[0])
     n_map = len([k for k in sd if k.startswith("mapping.dense") and k.endswith(".weight")])
     w_dim = int(sd["synthesis.layer0.style.weight"].shape[1])
-    return PadInvGenerator(channels, w_dim, int(sd["mapping.dense0.weight"].shape[1]), n_map,
-                           int(sd["mapping.dense0.weight"].shape[0]))
+    return PadInvGenerator(
+        channels,
+        w_dim,
+        int(sd["mapping.dense0.weight"].shape[1]),
+        n_map,
+        int(sd["mapping.dense0.weight"].shape[0]),
+    )
 
 
 # ----------------------------------------------------------------------------- loading
@@ -538,14 +650,18 @@ def split_padinv_checkpoint(ckpt: Mapping[str, Any]) -> tuple[dict[str, Tensor],
     """
     models = ckpt.get("models", ckpt) if isinstance(ckpt, Mapping) else None
     if not isinstance(models, Mapping) or "encoder" not in models or "generator" not in models:
-        raise VidinvError("PadInv checkpoint: expected {'models': {'encoder', 'generator', 'generator_smooth'}, ...}")
+        raise VidinvError(
+            "PadInv checkpoint: expected {'models': {'encoder', 'generator', 'generator_smooth'}, ...}"
+        )
     gen = models.get("generator_smooth") or models["generator"]
     if "w_avg" not in models["generator"]:
         raise VidinvError("PadInv checkpoint: models['generator'] has no w_avg (the encoder's avg_latent)")
     return dict(models["encoder"]), dict(gen), models["generator"]["w_avg"]
 
 
-def load_padinv(src: str | PathLike | Mapping[str, Any], **encoder_kw: Any) -> tuple[PadInvEncoder, PadInvGenerator]:
+def load_padinv(
+    src: str | PathLike | Mapping[str, Any], **encoder_kw: Any
+) -> tuple[PadInvEncoder, PadInvGenerator]:
     """Load an official PadInv runner checkpoint: strict loads, sizes inferred, eval mode, CPU.
 
     Args:
@@ -580,15 +696,25 @@ def tiny_padinv(seed: int = 0) -> tuple[PadInvEncoder, PadInvGenerator]:
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    G = PadInvGenerator({4: 32, 8: 32, 16: 32, 32: 32, 64: 16}, w_dim=32, z_dim=32, mapping_layers=2, mapping_fmaps=32)
+    G = PadInvGenerator(
+        {4: 32, 8: 32, 16: 32, 32: 32, 64: 16}, w_dim=32, z_dim=32, mapping_layers=2, mapping_fmaps=32
+    )
     with torch.no_grad():
         for name, p in G.named_parameters():
             if name.endswith("noise_strength") or (name.endswith(".bias") and ".style." not in name):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
         G.w_avg.copy_(G.mapping(torch.randn(256, 32, generator=g)).mean(0))
     stages = [[(16, 16, 2, 1)], [(16, 20, 2, 1)], [(20, 24, 2, 1), (24, 24, 1, 1)], [(24, 32, 2, 2)]]
-    E = PadInvEncoder(stages, 16, [32] * 10, [3, 4, 3], [4] * 3 + [5] * 4 + [6] * 3, 32,
-                      [(32, 32, 1, 2)] * 2, n_modulation_heads=4)
+    E = PadInvEncoder(
+        stages,
+        16,
+        [32] * 10,
+        [3, 4, 3],
+        [4] * 3 + [5] * 4 + [6] * 3,
+        32,
+        [(32, 32, 1, 2)] * 2,
+        n_modulation_heads=4,
+    )
     with torch.no_grad():
         for h in E.padding_modulation_heads:
             h.weight.mul_(0.1)
