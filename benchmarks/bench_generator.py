@@ -10,6 +10,7 @@ upsampling convs, the FIR blurs/upsamples and ToRGB: about 151 GFLOP per 1024 im
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,13 +46,14 @@ def features_flops(G, k: int = 5) -> float:
     return total
 
 
-def timeit(fn, repeats: int) -> float:
+def timeit(fn, repeats: int) -> tuple[float, float]:
+    """Best wall time and its process CPU time (CPU/wall near the thread count means no waiting)."""
     fn()  # warm-up
-    best = float("inf")
+    best = (float("inf"), 0.0)
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, (time.perf_counter() - t0, time.process_time() - c0))
     return best
 
 
@@ -71,18 +73,22 @@ def main() -> None:
     flops = synthesis_flops(G)
     print(f"Generator({args.size}, 512, 8), {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"{flops / 1e9:.1f} GFLOP per image (analytic); best of {args.repeats} after a warm-up")
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (a shared machine: other jobs "
+          "slow every number below)")
     noise = G.make_noise(1, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         for b in args.batches:
             w = torch.randn(b, G.n_latent, G.style_dim)
-            t = timeit(lambda: G.synthesis(w, noise), args.repeats)
-            print(f"synthesis  batch {b}: {t / b:.3f} s/image ({t:.3f} s/batch), {flops * b / t / 1e9:.1f} GFLOP/s")
+            t, c = timeit(lambda: G.synthesis(w, noise), args.repeats)
+            print(f"synthesis  batch {b}: {t / b:.3f} s/image ({t:.3f} s/batch, CPU {c:.2f} s), "
+                  f"{flops * b / t / 1e9:.1f} GFLOP/s")
         ff = features_flops(G, 5)
         for b in args.batches:
             w = torch.randn(b, G.n_latent, G.style_dim)
-            t = timeit(lambda: G.features_at(w, 5, noise), args.repeats)
+            t, c = timeit(lambda: G.features_at(w, 5, noise), args.repeats)
             print(f"features_at(k=5) batch {b}: {t / b * 1e3:.1f} ms/image ({ff / 1e9:.2f} GFLOP, "
                   f"{ff * b / t / 1e9:.1f} GFLOP/s)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

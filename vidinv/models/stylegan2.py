@@ -158,39 +158,54 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
+        self._cache: dict[str, tuple] = {}  # weight-derived tensors for inference (not in the state_dict)
 
     def _conv(self, x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``w`` is ``[out, in, k, k]``, or already ``[in, out, k, k]`` for the transposed conv."""
         if self.upsample:
-            return self.blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2), bias)
+            return self.blur(F.conv_transpose2d(x, w, stride=2), bias)
         return F.conv2d(x, w, bias, padding=self.padding)
 
-    def _weight_sq(self) -> Tensor:
-        """``sum_k weight^2`` ``[out, in]``; cached while gradients are off (keyed on the weight's version)."""
-        w = self.weight
-        if torch.is_grad_enabled() and w.requires_grad:
-            return w[0].square().sum((2, 3))
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
-        if getattr(self, "_wsq_key", None) != key:
-            self._wsq, self._wsq_key = w.detach()[0].square().sum((2, 3)), key
-        return self._wsq
+    def _cached(self, name: str, fn, *key: Any) -> Tensor:
+        """A weight-only tensor, recomputed when the weight changes; not cached while recording gradients."""
+        if torch.is_grad_enabled():
+            return fn()
+        k = (self.weight.data_ptr(), self.weight._version, self.weight.device, *key)
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != k:
+            hit = self._cache[name] = (k, fn())
+        return hit[1]
+
+    def _shared_weight(self, x: Tensor) -> Tensor:
+        """The unmodulated weight in the conv's layout and the input's memory format."""
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+        def make() -> Tensor:
+            w = self.weight[0].transpose(0, 1) if self.upsample else self.weight[0]
+            return w.to(x.dtype).contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+        return self._cached("w", make, x.dtype, nhwc)
 
     def modulated(self, x: Tensor, style: Tensor, gain: float = 1.0,
                   bias: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The conv of the modulated input, and ``gain * scale * demod`` ``[B, out]`` still to apply (or None).
 
-        A batch of one folds style, demodulation and gain into the (then ordinary) conv weight and
-        adds ``bias`` ``[out]`` inside the conv (the second value is then None); a larger batch
-        modulates the activations, convolves with the shared weight and leaves demod and bias to the caller.
+        A batch of one whose activations outnumber the weight folds style, demodulation and gain
+        into the (still ordinary) conv weight and adds ``bias`` ``[out]`` inside the conv (the second
+        value is then None). Otherwise the activations are modulated, convolved with the shared
+        weight, and demodulation and bias are left to the caller.
         """
         B = x.shape[0]
         s = self.modulation(style)  # [B, in]
         d = torch.full((B, self.out_channel), gain * self.scale, dtype=s.dtype, device=s.device)
         if self.demodulate:  # sum_{i,kh,kw} (scale w[o,i] s[b,i])^2 = scale^2 s^2 @ sum_k w^2
-            d = d * torch.rsqrt(self.scale**2 * (s.square() @ self._weight_sq().t()) + 1e-8)
-        if B == 1:  # one multiply of the weight by an [out, in, 1, 1] factor
+            wsq = self._cached("wsq", lambda: self.weight[0].square().sum((2, 3)))  # [out, in]
+            d = d * torch.rsqrt(self.scale**2 * (s.square() @ wsq.t()) + 1e-8)
+        if B == 1 and x.numel() > self.weight.numel():  # one multiply of the weight by an [out, in, 1, 1] factor
             w = (self.weight[0] * (s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1))).to(x.dtype)
+            w = w.transpose(0, 1) if self.upsample else w
             return self._conv(x, w, None if bias is None else bias.to(x.dtype)), None
-        return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), self.weight[0].to(x.dtype)), d
+        return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), self._shared_weight(x)), d
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         out, d = self.modulated(x, style)
