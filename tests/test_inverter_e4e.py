@@ -9,7 +9,8 @@ from vidinv.errors import VidinvError
 from vidinv.inverters import INVERTERS, Inverter, available_inverters, load_inverter
 from vidinv.inverters.e4e import E4EInverter, load_e4e_inverter, tiny_e4e_inverter
 from vidinv.inverters.psp import latent_edit
-from vidinv.models.psp import GradualStyleEncoder, build_encoder, get_keys, load_psp_checkpoint
+from vidinv.models.psp import (Encoder4Editing, GradualStyleEncoder, build_encoder, encoder_config_from_state_dict,
+                               get_keys, load_psp_checkpoint)
 
 CODE_ATOL, IMAGE_ATOL = 1e-4, 1e-3  # README: 1-thread vs 2-thread differences are <= 3e-5 / 1e-4
 
@@ -117,6 +118,20 @@ def test_feature_psp_encoder_on_e4e_weights(ckpt, cases, encoded):
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+def test_cardinality_full_size_layout():
+    """The default (official) sizes give the README's full e4e layout: 621 encoder keys (built on meta, no memory)."""
+    with torch.device("meta"):
+        enc = Encoder4Editing()
+    sd = enc.state_dict()
+    assert len(sd) == 621
+    assert sd["styles.17.convs.10.weight"].shape == (512, 512, 3, 3) and "styles.17.convs.12.weight" not in sd
+    assert "body.0.shortcut_layer.0.weight" not in sd and sd["body.3.shortcut_layer.0.weight"].shape == (128, 64, 1, 1)
+    cfg = encoder_config_from_state_dict(sd)
+    assert cfg == {"widths": [64, 128, 256, 512], "units": [3, 4, 14, 3], "style_count": 18, "style_dim": 512,
+                   "se_hidden": [4, 8, 16, 32], "head_convs": [4] * 3 + [5] * 4 + [6] * 11}
+    assert enc.c_idx == (6, 20, 23)  # the official c1/c2/c3 body indices
 
 
 def test_load_through_registry(folder, cases):

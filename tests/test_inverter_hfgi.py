@@ -9,7 +9,7 @@ from vidinv.errors import VidinvError
 from vidinv.inverters import Inverter, load_inverter
 from vidinv.inverters.hfgi import HFGIInverter, load_hfgi_inverter, tiny_hfgi_inverter
 from vidinv.inverters.psp import latent_edit
-from vidinv.models.hfgi import HFGIModel, load_hfgi, synthesis_with_conditions
+from vidinv.models.hfgi import HFGIModel, ResidualAligner, ResidualEncoder, load_hfgi, synthesis_with_conditions
 
 CODE_ATOL = 1e-4  # README: latents differ by 2.2e-5 between 1 and 2 threads
 ATOL = 2e-3  # README: narrow atol 2e-3 (res_align / fused images reach 9e-4 between thread counts)
@@ -126,6 +126,18 @@ def test_feature_conditions_matter(inverter, code, cases):
 
 
 # ----------------------------------------------------------------------------- loading
+
+
+def test_cardinality_full_size_layout():
+    """Default sizes = the official modules: README key counts (residue 105, grid_align 295), built on meta."""
+    with torch.device("meta"):
+        res, ada = ResidualEncoder(), ResidualAligner()
+    rs, ads = res.state_dict(), ada.state_dict()
+    assert len(rs) == 105 and len(ads) == 295
+    assert rs["condition_scale3.0.weight"].shape == (512, 64, 3, 3) and rs["condition_shift3.2.bias"].shape == (512,)
+    assert ads["conv_layer1.0.weight"].shape == (16, 6, 3, 3)
+    assert ads["dconv_layer1.0.res_layer.1.weight"].shape == (64, 112, 3, 3)
+    assert ads["dconv_layer3.2.res_layer.3.weight"].shape == (3, 3, 3, 3)
 
 
 def test_load_through_registry(folder):

@@ -19,6 +19,7 @@ as one W for every row and adds head ``i``'s output as a delta to row ``i``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from os import PathLike
 from typing import Any
 
@@ -137,7 +138,7 @@ class _FPNEncoder(nn.Module):
         w = self.widths
         self.input_layer = nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.PReLU(w[0]))
         self.body = nn.Sequential(*ir_units(w, units, w[0], se_hidden))
-        ends = torch.tensor(self.units).cumsum(0).tolist()
+        ends = list(accumulate(self.units))
         self.c_idx = (ends[1] - 1, ends[2] - 1, ends[3] - 1)  # (6, 20, 23) for IR-50
         if head_convs is None:
             head_convs = [4 if i < COARSE_IND else 5 if i < MIDDLE_IND else 6 for i in range(style_count)]
@@ -230,7 +231,7 @@ def encoder_config_from_state_dict(sd: Mapping[str, Tensor], what: str = "pSp/e4
     if len(widths) != 4:
         raise VidinvError(f"{what}: expected 4 trunk stages, found widths {widths}")
     se = "body.0.res_layer.5.fc1.weight" in sd
-    starts = torch.tensor([0] + units[:-1]).cumsum(0).tolist()
+    starts = [0, *accumulate(units[:-1])]
     se_hidden = [int(shape(f"body.{s}.res_layer.5.fc1.weight")[0]) for s in starts] if se else None
     style_count = count_blocks(sd, "styles")
     if style_count == 0:
