@@ -199,7 +199,9 @@ def test_tiny_cardinality(tiny):
         sizes = [(48, 4), (48, 4), (40, 8), (40, 8), (32, 16), (32, 16), (24, 32), (24, 32), (16, 64), (16, 64)]
         assert [(f.shape[1], f.shape[-1]) for f in feats] == sizes
         for k in range(10):  # features_at equals the synthesis feature list entry
-            _close(tiny.features_at(w, k, noise), feats[k], atol=1e-5)
+            fk = tiny.features_at(w, k, noise)
+            _close(fk, feats[k], atol=1e-5)
+            assert fk.is_contiguous() and feats[k].is_contiguous()  # plain NCHW for callers, whatever runs inside
         assert tiny.mapping(torch.randn(5, 64)).shape == (5, 64)
         assert tiny.mean_latent(16).shape == (1, 64)
 

@@ -392,7 +392,8 @@ class Generator(nn.Module):
             return w.unsqueeze(1).expand(-1, self.n_latent, -1)
         if w.ndim == 3 and tuple(w.shape[1:]) == (self.n_latent, self.style_dim):
             return w
-        raise VidinvError(f"w must be [B, {self.n_latent}, {self.style_dim}] or [B, {self.style_dim}], got {list(w.shape)}")
+        raise VidinvError(f"w must be [B, {self.n_latent}, {self.style_dim}] or [B, {self.style_dim}], "
+                          f"got {list(w.shape)}")
 
     def _run(self, latent: Tensor, noise: Sequence[Tensor | None], features_in: Mapping[int, Tensor],
              feature_scale: float, stop: int | None = None, return_features: bool = False):
@@ -408,12 +409,12 @@ class Generator(nn.Module):
         if self.channels_last:  # NHWC: much faster convs / depthwise blurs with oneDNN on the CPU
             x = x.contiguous(memory_format=torch.channels_last)
         if return_features:
-            feats.append(x)
+            feats.append(x.contiguous())
         if stop == 0:
             return x
         x = self.conv1(x, latent[:, 0], noise[0])
         if return_features:
-            feats.append(x)
+            feats.append(x.contiguous())
         if stop == 1:
             return x
         skip = self.to_rgb1(x, latent[:, 1])
@@ -422,7 +423,7 @@ class Generator(nn.Module):
             for t, conv in ((i, self.convs[2 * j]), (i + 1, self.convs[2 * j + 1])):
                 x = conv(put(x, t), latent[:, t], noise[t])
                 if return_features:
-                    feats.append(x)
+                    feats.append(x.contiguous())
                 if stop == t + 1:
                     return x
             skip = rgb(x, latent[:, i + 2], skip)
@@ -475,7 +476,7 @@ class Generator(nn.Module):
             raise VidinvError(f"feature index k must be in 0..{self.n_latent - 1}, got {k}")
         latent = self._latent(w)
         noise = _as_noise_list(self.stored_noise() if noise is None else noise, self, latent.shape[0])
-        return self._run(latent, noise, {}, 1.0, stop=k)
+        return self._run(latent, noise, {}, 1.0, stop=k).contiguous()
 
     def forward(self, styles: Tensor | Sequence[Tensor], input_is_latent: bool = False,
                 noise: Sequence[Tensor | None] | None = None, randomize_noise: bool = True, truncation: float = 1,
