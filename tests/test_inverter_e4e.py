@@ -121,13 +121,14 @@ def test_feature_psp_encoder_on_e4e_weights(ckpt, cases, encoded):
 
 
 def test_cardinality_full_size_layout():
-    """The default (official) sizes give the README's full e4e layout: 621 encoder keys (built on meta, no memory)."""
+    """The default (official) sizes give the README's full e4e layout: 621 encoder keys (built on meta)."""
     with torch.device("meta"):
         enc = Encoder4Editing()
     sd = enc.state_dict()
     assert len(sd) == 621
     assert sd["styles.17.convs.10.weight"].shape == (512, 512, 3, 3) and "styles.17.convs.12.weight" not in sd
-    assert "body.0.shortcut_layer.0.weight" not in sd and sd["body.3.shortcut_layer.0.weight"].shape == (128, 64, 1, 1)
+    assert "body.0.shortcut_layer.0.weight" not in sd  # 64 -> 64: parameterless MaxPool shortcut
+    assert sd["body.3.shortcut_layer.0.weight"].shape == (128, 64, 1, 1)
     cfg = encoder_config_from_state_dict(sd)
     assert cfg == {"widths": [64, 128, 256, 512], "units": [3, 4, 14, 3], "style_count": 18, "style_dim": 512,
                    "se_hidden": [4, 8, 16, 32], "head_convs": [4] * 3 + [5] * 4 + [6] * 11}

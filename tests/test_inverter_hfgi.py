@@ -134,7 +134,8 @@ def test_cardinality_full_size_layout():
         res, ada = ResidualEncoder(), ResidualAligner()
     rs, ads = res.state_dict(), ada.state_dict()
     assert len(rs) == 105 and len(ads) == 295
-    assert rs["condition_scale3.0.weight"].shape == (512, 64, 3, 3) and rs["condition_shift3.2.bias"].shape == (512,)
+    assert rs["condition_scale3.0.weight"].shape == (512, 64, 3, 3)
+    assert rs["condition_shift3.2.bias"].shape == (512,)
     assert ads["conv_layer1.0.weight"].shape == (16, 6, 3, 3)
     assert ads["dconv_layer1.0.res_layer.1.weight"].shape == (64, 112, 3, 3)
     assert ads["dconv_layer3.2.res_layer.3.weight"].shape == (3, 3, 3, 3)

@@ -29,7 +29,8 @@ class HFGIInverter(PSPInverter):
     """HFGI: e4e codes plus the distortion map, rendered with ADA + consultation fusion.
 
     Shape:
-        invert: ``[B, 3, S', S']`` in [-1, 1] (brought to 256) -> ``{'w': [B, L, sd], 'distortion': [B, 3, 256, 256]}``;
+        invert: ``[B, 3, S', S']`` in [-1, 1] (brought to 256) ->
+        ``{'w': [B, L, sd], 'distortion': [B, 3, 256, 256]}``;
         render: -> ``[B, 3, S, S]``.
     """
 
@@ -67,7 +68,8 @@ class HFGIInverter(PSPInverter):
         res_align, cond = self.model.consult(D, initial)
         out = synthesis_with_conditions(self.G, w, cond, noise)
         if return_intermediates:
-            return out, {"image_initial": initial, "res_align": res_align, "cond_scale": cond[0], "cond_shift": cond[1]}
+            return out, {"image_initial": initial, "res_align": res_align,
+                         "cond_scale": cond[0], "cond_shift": cond[1]}
         return out
 
 

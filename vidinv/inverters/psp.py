@@ -36,7 +36,8 @@ def latent_edit(w: Tensor, direction: Tensor, factor: float | Tensor) -> Tensor:
         raise VidinvError(f"latent_edit expects W+ codes [B, L, sd], got {list(w.shape)}")
     d = torch.as_tensor(direction, dtype=w.dtype, device=w.device)
     if d.shape[-1] != w.shape[-1] or d.ndim > 3 or (d.ndim >= 2 and d.shape[-2] not in (1, w.shape[1])):
-        raise VidinvError(f"direction must be [{w.shape[-1]}], [1 or {w.shape[1]}, {w.shape[-1]}], got {list(d.shape)}")
+        raise VidinvError(f"direction must be [{w.shape[-1]}] or [1 or {w.shape[1]}, {w.shape[-1]}], "
+                          f"got {list(d.shape)}")
     f = torch.as_tensor(factor, dtype=w.dtype, device=w.device)
     if f.ndim == 1:
         if f.shape[0] != w.shape[0]:
@@ -95,7 +96,8 @@ class PSPInverter(nn.Module):
         return {"w": self.encode(x)[:, :self.n_latent].contiguous()}
 
     @torch.no_grad()
-    def render(self, code: Mapping[str, Tensor], w_edit: Tensor | None = None, noise: list | None = None) -> Tensor:
+    def render(self, code: Mapping[str, Tensor], w_edit: Tensor | None = None,
+               noise: list | None = None) -> Tensor:
         """``G(w_edit or code['w'])`` with G's stored noise (or ``noise``). Shape: ``-> [B, 3, S, S]``."""
         B = check_code(code, ("w",), f"{self.name} render")
         w = expand_w(code["w"] if w_edit is None else w_edit, self.n_latent, self.style_dim, "w")

@@ -78,7 +78,8 @@ def _stem(in_c: int, out_c: int) -> nn.Sequential:
 
 
 def _condition_head(in_c: int, out_c: int) -> nn.Sequential:
-    return nn.Sequential(EqualConv2d(in_c, out_c, 3, 1, 1), ScaledLeakyReLU(0.2), EqualConv2d(out_c, out_c, 3, 1, 1))
+    return nn.Sequential(EqualConv2d(in_c, out_c, 3, 1, 1), ScaledLeakyReLU(0.2),
+                         EqualConv2d(out_c, out_c, 3, 1, 1))
 
 
 class ResidualEncoder(nn.Module):
@@ -124,7 +125,8 @@ class ResidualAligner(nn.Module):
     """
 
     def __init__(self, enc_widths: Sequence[int] = (16, 32, 48, 64),
-                 dec_widths: Sequence[Sequence[int]] = ((64, 32, 32), (32, 16, 16), (16, 3, 3)), units: int = 3) -> None:
+                 dec_widths: Sequence[Sequence[int]] = ((64, 32, 32), (32, 16, 16), (16, 3, 3)),
+                 units: int = 3) -> None:
         super().__init__()
         e = tuple(int(c) for c in enc_widths)
         self.conv_layer1 = _stem(6, e[0])
@@ -174,7 +176,8 @@ def synthesis_with_conditions(G: Generator, w: Tensor, conditions: tuple[Tensor,
             raise VidinvError(f"HFGI conditions need a generator of size >= {CONDITION_LEVEL}, got {G.size}")
         c = G.channels[CONDITION_LEVEL]
         for t in conditions:
-            if t.ndim != 4 or tuple(t.shape[1:]) != (c, CONDITION_LEVEL, CONDITION_LEVEL) or t.shape[0] not in (1, B):
+            if t.ndim != 4 or tuple(t.shape[1:]) != (c, CONDITION_LEVEL, CONDITION_LEVEL) or \
+                    t.shape[0] not in (1, B):
                 raise VidinvError(f"HFGI conditions must be [{B}, {c}, 64, 64], got {list(t.shape)}")
     x = G.input(B)
     if G.channels_last:
@@ -196,14 +199,17 @@ def _resize(img: Tensor, size: int = HFGI_INPUT_SIZE) -> Tensor:
 
 
 class HFGIModel(PSPCheckpoint):
-    """The official HFGI checkpoint as modules: e4e ``encoder``, ``decoder``, ``residue`` (E_c), ``grid_align`` (ADA).
+    """The official HFGI checkpoint as modules.
+
+    ``encoder`` (e4e), ``decoder`` (Generator), ``residue`` (consultation encoder E_c), ``grid_align`` (ADA).
 
     Shape:
         ``x [B, 3, 256, 256]`` in [-1, 1]; codes ``[B, 18, sd]``; images ``[B, 3, S, S]``.
     """
 
     def __init__(self, encoder: Encoder4Editing, decoder: Generator, latent_avg: Tensor | None,
-                 residue: ResidualEncoder, grid_align: ResidualAligner, opts: Mapping[str, Any] | None = None) -> None:
+                 residue: ResidualEncoder, grid_align: ResidualAligner,
+                 opts: Mapping[str, Any] | None = None) -> None:
         super().__init__(encoder, decoder, latent_avg, opts)
         if decoder.size >= CONDITION_LEVEL and residue.cond_channels != decoder.channels[CONDITION_LEVEL]:
             raise VidinvError(f"HFGI residue gives {residue.cond_channels} condition channels, the generator has "
@@ -269,7 +275,8 @@ def load_hfgi(src: str | PathLike | Mapping[str, Any]) -> HFGIModel:
     parts = {name: get_keys(sd, name) for name in ("encoder", "residue", "grid_align", "decoder")}
     missing = [k for k, v in parts.items() if not v]
     if missing:
-        raise VidinvError(f"not an HFGI checkpoint: no {', '.join(m + '.*' for m in missing)} keys in its state_dict")
+        names = ", ".join(m + ".*" for m in missing)
+        raise VidinvError(f"not an HFGI checkpoint: no {names} keys in its state_dict")
     known = {k for k in sd if k.split(".", 1)[0] in parts}
     if len(known) != len(sd):
         extra = sorted(set(sd) - known)[:3]

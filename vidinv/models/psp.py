@@ -66,7 +66,8 @@ class BottleneckIR(nn.Module):
         if in_c == depth:
             self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_c, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_c, depth, 1, stride, bias=False),
+                                                nn.BatchNorm2d(depth))
         res = [nn.BatchNorm2d(in_c), nn.Conv2d(in_c, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
                nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth)]
         if se_hidden:
@@ -136,7 +137,8 @@ class _FPNEncoder(nn.Module):
         self.widths, self.units = tuple(int(w) for w in widths), tuple(int(u) for u in units)
         self.style_count, self.style_dim = int(style_count), int(style_dim)
         w = self.widths
-        self.input_layer = nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.PReLU(w[0]))
+        self.input_layer = nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]),
+                                         nn.PReLU(w[0]))
         self.body = nn.Sequential(*ir_units(w, units, w[0], se_hidden))
         ends = list(accumulate(self.units))
         self.c_idx = (ends[1] - 1, ends[2] - 1, ends[3] - 1)  # (6, 20, 23) for IR-50
@@ -236,7 +238,8 @@ def encoder_config_from_state_dict(sd: Mapping[str, Tensor], what: str = "pSp/e4
     style_count = count_blocks(sd, "styles")
     if style_count == 0:
         raise VidinvError(f"{what} does not match the official layout: no styles.* heads")
-    head_convs = [len({k.split(".")[3] for k in sd if k.startswith(f"styles.{i}.convs.")}) for i in range(style_count)]
+    head_convs = [len({k.split(".")[3] for k in sd if k.startswith(f"styles.{i}.convs.")})
+                  for i in range(style_count)]
     style_dim = int(shape("styles.0.linear.weight")[0])
     return {"widths": widths, "units": units, "style_count": style_count, "style_dim": style_dim,
             "se_hidden": se_hidden, "head_convs": head_convs}
@@ -317,7 +320,8 @@ def load_psp_checkpoint(src: str | PathLike | Mapping[str, Any], encoder_type: s
 
 
 @torch.no_grad()
-def tiny_e4e(seed: int = 0, encoder_type: str = "Encoder4Editing", generator: Generator | None = None) -> PSPCheckpoint:
+def tiny_e4e(seed: int = 0, encoder_type: str = "Encoder4Editing",
+             generator: Generator | None = None) -> PSPCheckpoint:
     """A tiny random e4e (or pSp) for fast tests: the tiny 64 px generator and a narrow encoder.
 
     The encoder has widths 8/12/16/24, one unit per stage (two in stage 3) and ``n_latent`` heads of the
