@@ -184,9 +184,9 @@ def test_tiny_edit(tiny):
 
 
 def test_tiny_batch_consistency(tiny):
-    code = tiny.invert(torch.rand(3, 3, 256, 256) * 2 - 1)
+    code = tiny.invert(torch.rand(2, 3, 256, 256) * 2 - 1)
     both = tiny.render(code)
-    for i in range(3):
+    for i in range(2):
         torch.testing.assert_close(
             tiny.render({k: v[i : i + 1] for k, v in code.items()}), both[i : i + 1], atol=1e-4, rtol=1e-4
         )

@@ -39,6 +39,7 @@ from vidinv.models.padinv import (
     EqualLinear,
     bias_lrelu,
     input_layer,
+    irse_unit_specs,
     modulated_conv,
     upsample_rgb,
 )
@@ -303,14 +304,8 @@ def convert_ada_pickle(pkl_path: str | PathLike, out_path: str | PathLike, key: 
 
 
 def _irse_body(sd: Mapping[str, Tensor], prefix: str) -> nn.Sequential:
-    """pSp ``body`` from a state_dict: unit 0 and every unit with a conv shortcut have stride 2."""
-    units = []
-    for i in range(count_blocks(sd, prefix)):
-        p = f"{prefix}.{i}"
-        cout, cin = sd[f"{p}.res_layer.1.weight"].shape[:2]
-        se = sd.get(f"{p}.res_layer.5.fc1.weight")
-        stride = 2 if i == 0 or f"{p}.shortcut_layer.0.weight" in sd else 1
-        units.append(BottleneckIRSE(int(cin), int(cout), stride, None if se is None else int(se.shape[0])))
+    """pSp ``body`` from a state_dict (stage starts found from the conv shortcuts)."""
+    units = [BottleneckIRSE(*u) for u in irse_unit_specs(sd, prefix, strides="psp")]
     if not units:
         raise VidinvError(f"IR-SE encoder does not match the pSp layout: no {prefix}.* units")
     return nn.Sequential(*units)

@@ -79,28 +79,27 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def irse_blocks_from_state_dict(
-    sd: Mapping[str, Tensor], prefix: str, first_stride: int | None = 2, strides: Sequence[int] | None = None
-) -> list[BottleneckIRSE]:
-    """Build the units ``{prefix}.{i}`` with widths and SE sizes read from their weights.
+UnitSpec = tuple[int, int, int, int | None]  # (cin, cout, stride, SE hidden width or None)
+
+
+def irse_unit_specs(sd: Mapping[str, Tensor], prefix: str, strides: str = "first") -> list[UnitSpec]:
+    """Sizes of the IR-SE units ``{prefix}.{i}`` read from their weights.
 
     Args:
         sd: state_dict.
-        prefix: e.g. ``'backbone_stages.1'`` or ``'body'``.
-        first_stride: stride of unit 0 (others 1) when ``strides`` is None.
-        strides: explicit per-unit strides.
+        prefix: e.g. ``'backbone_stages.1'``, ``'padding_extractor'`` or ``'body'``.
+        strides: ``'first'`` (unit 0 has stride 2: a genforce stage), ``'none'`` (all 1), or ``'psp'``
+            (a whole pSp body: unit 0 and every unit with a conv shortcut start a stage, stride 2).
     """
-    n = count_blocks(sd, prefix)
-    blocks = []
-    for i in range(n):
-        p = f"{prefix}.{i}.res_layer"
-        cout, cin = sd[f"{p}.1.weight"].shape[:2]
-        se = sd.get(f"{p}.5.fc1.weight")
-        stride = strides[i] if strides is not None else (first_stride if i == 0 else 1)
-        blocks.append(
-            BottleneckIRSE(int(cin), int(cout), int(stride), None if se is None else int(se.shape[0]))
-        )
-    return blocks
+    specs = []
+    for i in range(count_blocks(sd, prefix)):
+        p = f"{prefix}.{i}"
+        cout, cin = sd[f"{p}.res_layer.1.weight"].shape[:2]
+        se = sd.get(f"{p}.res_layer.5.fc1.weight")
+        first = i == 0 or (strides == "psp" and f"{p}.shortcut_layer.0.weight" in sd)
+        stride = 2 if first and strides != "none" else 1
+        specs.append((int(cin), int(cout), stride, None if se is None else int(se.shape[0])))
+    return specs
 
 
 def input_layer(cin: int, width: int) -> nn.Sequential:
@@ -189,13 +188,13 @@ class PadInvEncoder(nn.Module):
 
     def __init__(
         self,
-        stages: Sequence[Sequence[tuple[int, int, int, int | None]]],
+        stages: Sequence[Sequence[UnitSpec]],
         inplanes: int,
         latent_dims: Sequence[int],
         latents_per_level: Sequence[int],
         head_convs: Sequence[int],
         fpn_channels: int,
-        padding_blocks: Sequence[tuple[int, int, int, int | None]] = (),
+        padding_blocks: Sequence[UnitSpec] = (),
         n_modulation_heads: int = 0,
         pad_layer_num: int = 4,
         only_pad_even: bool = True,
@@ -272,18 +271,7 @@ def padinv_encoder_from_state_dict(sd: Mapping[str, Tensor], **kw: Any) -> PadIn
     what = "PadInv encoder checkpoint"
     if "input_layer.0.weight" not in sd:
         raise VidinvError(f"{what} does not match the official layout: missing key input_layer.0.weight")
-    stages = [
-        [
-            (
-                b.res_layer[1].in_channels,
-                b.res_layer[1].out_channels,
-                b.res_layer[3].stride[0],
-                b.res_layer[5].fc1.out_channels if len(b.res_layer) > 5 else None,
-            )
-            for b in irse_blocks_from_state_dict(sd, f"backbone_stages.{s}")
-        ]
-        for s in range(count_blocks(sd, "backbone_stages"))
-    ]
+    stages = [irse_unit_specs(sd, f"backbone_stages.{s}") for s in range(count_blocks(sd, "backbone_stages"))]
     n_heads = count_blocks(sd, "latent_heads")
     if n_heads == 0 or not stages:
         raise VidinvError(f"{what} does not match the official layout: no latent_heads / backbone_stages")
@@ -292,15 +280,7 @@ def padinv_encoder_from_state_dict(sd: Mapping[str, Tensor], **kw: Any) -> PadIn
     # heads of level l have 4 + l convs (spatial 16 * 2**l); consecutive groups form the levels
     levels = sorted(set(head_convs))
     per_level = [head_convs.count(n) for n in levels]
-    pblocks = [
-        (
-            b.res_layer[1].in_channels,
-            b.res_layer[1].out_channels,
-            1,
-            b.res_layer[5].fc1.out_channels if len(b.res_layer) > 5 else None,
-        )
-        for b in irse_blocks_from_state_dict(sd, "padding_extractor", strides=[1] * 64)[:]
-    ]
+    pblocks = irse_unit_specs(sd, "padding_extractor", strides="none")
     n_mod = count_blocks(sd, "padding_modulation_heads")
     cfg: dict[str, Any] = dict(pad_layer_num=n_mod or 4)
     cfg.update(kw)
