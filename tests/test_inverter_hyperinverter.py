@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vidinv.errors import VidinvError
-from vidinv.inverters import load_inverter
+from vidinv.inverters import Inverter, load_inverter
 from vidinv.inverters.hyperinverter import HyperInverterInverter, tiny_hyperinverter_inverter
 from vidinv.models.hyperinverter import (
     AdaGenerator,
@@ -106,7 +106,7 @@ def test_golden_inverter(folder, cases):
     inv = load_inverter(
         "hyperinverter", folder / "hyper_inverter.pt", generator=folder / "stylegan2_ada_ffhq.pt"
     )
-    assert isinstance(inv, HyperInverterInverter)
+    assert isinstance(inv, HyperInverterInverter) and isinstance(inv, Inverter)
     assert (inv.size, inv.n_latent, inv.style_dim) == (64, 10, 32)
     code = inv.invert(I["x"])
     assert sorted(code) == ["w", "w_bar_codes", "w_image_codes"]

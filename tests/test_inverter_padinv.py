@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vidinv.errors import VidinvError
-from vidinv.inverters import load_inverter
+from vidinv.inverters import Inverter, load_inverter
 from vidinv.inverters.padinv import PadInvInverter, tiny_padinv_inverter
 from vidinv.models.padinv import load_padinv, modulated_conv, split_padinv_checkpoint
 
@@ -101,7 +101,7 @@ def test_golden_w_avg_is_mean_mapping(model, ckpt):
 
 def test_golden_inverter_roundtrip(folder, cases):
     inv = load_inverter("padinv", folder / "padinv_checkpoint.pt")
-    assert isinstance(inv, PadInvInverter)
+    assert isinstance(inv, PadInvInverter) and isinstance(inv, Inverter)
     assert (inv.size, inv.n_latent, inv.style_dim) == (64, 10, 32)
     I, O = cases["inputs"], cases["outputs"]
     code = inv.invert(I["x"])
