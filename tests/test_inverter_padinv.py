@@ -235,3 +235,23 @@ def test_modulated_conv_per_sample_weights_match_shared():
         b = modulated_conv(x, w.expand(2, -1, -1, -1, -1), s, **kw)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert modulated_conv(x, w, s, up=2, kernel=k).shape == (2, 5, 12, 12)
+
+
+def test_encoder_variants_inferred_from_keys(ckpt, cases):
+    """No padding keys: pSp-like (no maps); no modulation heads: every padded layer gets the same map."""
+    O, x = cases["outputs"], cases["inputs"]["x"][:1]
+    models = dict(ckpt["models"])
+    enc = models["encoder"]
+    models["encoder"] = {k: v for k, v in enc.items() if not k.startswith("padding_")}
+    E, _ = load_padinv(models)
+    with torch.no_grad():
+        out = E(x)
+    assert out["padding_maps"] == [None] * 10
+    _close(out["style_latents"], O["style_latents"][:1], CODE_ATOL)
+    models["encoder"] = {k: v for k, v in enc.items() if not k.startswith("padding_modulation_heads")}
+    E, _ = load_padinv(models)
+    with torch.no_grad():
+        maps = E(x)["padding_maps"]
+    _close(maps[0], O["padding_maps"][0][:1], CODE_ATOL)
+    assert [i for i, m in enumerate(maps) if m is not None] == [0, 1, 3, 5, 7]
+    assert all(maps[i] is maps[0] for i in (1, 3, 5, 7))
