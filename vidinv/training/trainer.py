@@ -379,7 +379,9 @@ class Trainer:
         imgs, noises, flags = [], [], []
         if n_syn:
             y, _, nz = sample_synthetic(self.G, n_syn, self.sampler_gen, self.cfg.data.truncation, self.latent_avg)
-            imgs.append(y), noises.append(nz), flags.append(torch.ones(n_syn, dtype=torch.bool))
+            imgs.append(y)
+            noises.append(nz)
+            flags.append(torch.ones(n_syn, dtype=torch.bool))
         if real is not None and real.shape[0]:
             S = self.G.size
             if real.ndim != 4 or tuple(real.shape[1:]) != (3, S, S):
@@ -404,9 +406,13 @@ class Trainer:
         terms = self.loss_fn(y, x1, x2, feat if self.feature_branch else None, feat_gen, synthetic)
         return terms, (x1, x2)
 
-    def train_step(self, real: Tensor | None = None) -> dict[str, float]:
-        """One optimisation step on a fresh batch; returns the loss terms as floats."""
-        y, noise, synthetic = self.make_batch(real)
+    def train_step(self, real: Tensor | None = None,
+                   batch: tuple[Tensor, list[Tensor], Tensor] | None = None) -> dict[str, float]:
+        """One optimisation step on a fresh batch (or on a given ``(images, noise, synthetic)``).
+
+        Returns the loss terms as floats.
+        """
+        y, noise, synthetic = self.make_batch(real) if batch is None else batch
         self.encoder.train()
         self.opt.zero_grad(set_to_none=True)
         terms, _ = self.forward(y, noise, synthetic)
@@ -505,8 +511,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def fit(self, out_dir: str | Path, data_dir: str | Path | None = None, val_dir: str | Path | None = None,
-            progress: bool = True, report: Callable[[dict, int], None] | None = None) -> dict[str, float]:
-        """Train until ``cfg.total_steps`` (from ``self.step``: call :meth:`load_state` first to resume).
+            progress: bool = True, report: Callable[[dict, int], None] | None = None,
+            stop_at: int | None = None) -> dict[str, float]:
+        """Train until ``cfg.total_steps`` or ``stop_at`` (from ``self.step``: :meth:`load_state` first to resume).
 
         Rank 0 writes ``out_dir``: ``enc.pth`` (latest, 143_enc.pth layout), ``checkpoints/enc_<step>.pth``
         at epoch ends, ``state.pt`` (resumable), ``log.csv`` (+ TensorBoard when installed),
@@ -524,7 +531,8 @@ class Trainer:
         val = ImageFolder(val_dir, self.G.size, cfg.data.on_bad) if val_dir is not None else None
         logger = _CsvLogger(out / "log.csv", LOG_COLUMNS) if lead else None
         tb = _tensorboard(out / "tb") if lead else None
-        remaining = cfg.total_steps - self.step
+        end = cfg.total_steps if stop_at is None else min(int(stop_at), cfg.total_steps)
+        remaining = end - self.step
         bar = None
         if progress and lead:
             from tqdm.auto import tqdm
@@ -558,7 +566,7 @@ class Trainer:
                 if cfg.sample_every and s % cfg.sample_every == 0:
                     self.save_samples(out / "samples" / f"step_{s:07d}.png")
                 epoch_end = s % cfg.iters_per_epoch == 0
-                if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 or epoch_end or s == cfg.total_steps:
+                if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 or epoch_end or s == end:
                     self.save_encoder(out / "enc.pth")
                     self.save_state(out / "state.pt")
                     if epoch_end:
