@@ -106,6 +106,17 @@ def test_feature_latent_avg_rows_are_used(inverter, ckpt, cases):
     _close(code["w"] - cases["outputs"]["w_enc"], la.expand_as(code["w"]), CODE_ATOL)
 
 
+def test_feature_latent_avg_option(ckpt, cases):
+    """pSp adds latent_avg only with opts.start_from_latent_avg; e4e's inference always adds it."""
+    opts = {**ckpt["opts"], "start_from_latent_avg": False}
+    m = load_psp_checkpoint({**ckpt, "opts": opts})
+    assert m.latent_avg is None
+    with torch.no_grad():
+        _close(m.encode(cases["inputs"]["x"]), cases["outputs"]["w_enc"], CODE_ATOL)
+    inv = load_e4e_inverter({**ckpt, "opts": opts})
+    _close(inv.invert(cases["inputs"]["x"])["w"], cases["outputs"]["latents"], CODE_ATOL)
+
+
 def test_feature_psp_encoder_on_e4e_weights(ckpt, cases, encoded):
     """pSp's encoder has e4e's layout; its rows are e4e's deltas (row 0 = e4e's W)."""
     psp = build_encoder(get_keys(ckpt["state_dict"], "encoder"), "GradualStyleEncoder")

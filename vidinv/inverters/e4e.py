@@ -27,8 +27,11 @@ class E4EInverter(PSPInverter):
 
 @register_inverter("e4e")
 def load_e4e_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> E4EInverter:
-    """An e4e inverter from an official checkpoint (path or loaded dict); the encoder is always Encoder4Editing."""
-    return E4EInverter(load_psp_checkpoint(checkpoint, "Encoder4Editing"), **kw).eval()
+    """An e4e inverter from an official checkpoint (path or loaded dict).
+
+    As the official ``scripts/inference.py``: the encoder is Encoder4Editing and ``latent_avg`` is always added.
+    """
+    return E4EInverter(load_psp_checkpoint(checkpoint, "Encoder4Editing", use_latent_avg=True), **kw).eval()
 
 
 def tiny_e4e_inverter(seed: int = 0) -> E4EInverter:

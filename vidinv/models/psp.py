@@ -288,17 +288,20 @@ class PSPCheckpoint(nn.Module):
         return codes if self.latent_avg is None else codes + self.latent_avg
 
 
-def load_psp_checkpoint(src: str | PathLike | Mapping[str, Any], encoder_type: str | None = None) -> PSPCheckpoint:
+def load_psp_checkpoint(src: str | PathLike | Mapping[str, Any], encoder_type: str | None = None,
+                        use_latent_avg: bool | None = None) -> PSPCheckpoint:
     """Load an official pSp / e4e checkpoint strictly (sizes from the shapes, type from ``opts``).
 
     Args:
         src: a path (read with ``safe_load``, ``weights_only=True``) or the loaded dict
             ``{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg', 'opts'}``.
         encoder_type: ``'Encoder4Editing'`` or ``'GradualStyleEncoder'``; None = ``opts['encoder_type']``.
+        use_latent_avg: add ``latent_avg`` to the codes; None = ``opts['start_from_latent_avg']`` (pSp's
+            ``forward``; default True). e4e's inference script adds it unconditionally.
 
     Returns:
         A :class:`PSPCheckpoint` in eval mode on the CPU. ``latent_avg`` is used as stored (e4e stores
-        ``[L, sd]``); None when ``opts['start_from_latent_avg']`` is False or the checkpoint has none.
+        ``[L, sd]``); None when not used or the checkpoint has none.
     """
     if isinstance(src, (str, PathLike)):
         from vidinv.models.checkpoint import safe_load
@@ -315,7 +318,9 @@ def load_psp_checkpoint(src: str | PathLike | Mapping[str, Any], encoder_type: s
         raise VidinvError("the pSp/e4e checkpoint has no 'encoder.*' keys")
     encoder = build_encoder(enc_sd, etype, f"{etype} checkpoint")
     decoder, _ = load_generator({"state_dict": sd})
-    latent_avg = src.get("latent_avg") if opts.get("start_from_latent_avg", True) else None
+    if use_latent_avg is None:
+        use_latent_avg = bool(opts.get("start_from_latent_avg", True))
+    latent_avg = src.get("latent_avg") if use_latent_avg else None
     return PSPCheckpoint(encoder, decoder, latent_avg, opts).eval()
 
 
