@@ -247,3 +247,33 @@ def test_exception_bad_inputs(tiny):
         tiny.render(code, torch.zeros(1, tiny.n_latent, tiny.style_dim))
     with pytest.raises(VidinvError, match="direction"):
         latent_edit(code["w"], torch.zeros(3, tiny.style_dim), 1.0)
+
+
+# ----------------------------------------------------------------------------- full-size set (when present)
+
+
+@pytest.mark.slow
+def test_feature_golden_full(golden_inverters):
+    """The official-size set (``full/e4e``, 1.2 GB, not shipped with the narrow fixtures): every output."""
+    folder = golden_inverters / "full" / "e4e"
+    if not (folder / "e4e_ckpt.pt").exists():
+        pytest.skip(f"{folder} is absent (the full-size golden set is checked separately)")
+    inv = load_e4e_inverter(folder / "e4e_ckpt.pt")
+    assert (inv.size, inv.n_latent, inv.style_dim) == (1024, 18, 512)
+    cs = _load(folder / "e4e_cases.pt")
+    inp, out = cs["inputs"], cs["outputs"]
+    with torch.no_grad():
+        w, (c1, c2, c3) = inv.model.encoder(inp["x"], return_features=True)
+        for name, got in (("c1", c1), ("c2", c2), ("c3", c3), ("w_enc", w)):
+            _close(got, out[name], CODE_ATOL)
+        for stage in (0, 4):
+            _close(inv.model.encoder(inp["x"], stage=stage), out[f"w_enc_stage{stage}"], CODE_ATOL)
+    code = inv.invert(inp["x"])
+    _close(code["w"], out["latents"], CODE_ATOL)
+    _close(code["w"], out["psp_forward_latents"], CODE_ATOL)
+    image = inv.render(code)
+    _close(image, out["inversion"], IMAGE_ATOL)
+    _close(torch.nn.functional.adaptive_avg_pool2d(image, (256, 256)), out["psp_forward_image_256"], IMAGE_ATOL)
+    w_edit = latent_edit(code["w"], inp["direction"], inp["factor"])
+    _close(w_edit, out["edit_latents"], CODE_ATOL)
+    _close(inv.render(code, w_edit), out["edit_image"], IMAGE_ATOL)
