@@ -197,12 +197,13 @@ class ModulatedConv2d(nn.Module):
         """
         B = x.shape[0]
         s = self.modulation(style)  # [B, in]
-        d = torch.full((B, self.out_channel), gain * self.scale, dtype=s.dtype, device=s.device)
-        if self.demodulate:  # sum_{i,kh,kw} (scale w[o,i] s[b,i])^2 = scale^2 s^2 @ sum_k w^2
-            wsq = self._cached("wsq", lambda: self.weight[0].square().sum((2, 3)))  # [out, in]
-            d = d * torch.rsqrt(self.scale**2 * (s.square() @ wsq.t()) + 1e-8)
+        d = torch.full((B, self.out_channel), gain * self.scale, dtype=torch.float32, device=s.device)
+        if self.demodulate:  # sum_{i,kh,kw} (scale w[o,i] s[b,i])^2 = s^2 @ (scale^2 sum_k w^2), in float32
+            wsq = self._cached("wsq", lambda: self.weight[0].float().square().sum((2, 3)) * self.scale**2)
+            d = d * torch.rsqrt(s.float().square() @ wsq.t() + 1e-8)  # [B, out]
         if B == 1 and x.numel() > self.weight.numel():  # one multiply of the weight by an [out, in, 1, 1] factor
-            w = (self.weight[0] * (s.view(1, -1, 1, 1) * d.view(-1, 1, 1, 1))).to(x.dtype)
+            f = (s.float().view(1, -1, 1, 1) * d.view(-1, 1, 1, 1)).to(self.weight.dtype)
+            w = (self.weight[0] * f).to(x.dtype)
             w = w.transpose(0, 1) if self.upsample else w
             return self._conv(x, w, None if bias is None else bias.to(x.dtype)), None
         return self._conv(x * s.view(B, -1, 1, 1).to(x.dtype), self._shared_weight(x)), d
