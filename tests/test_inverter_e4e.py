@@ -94,6 +94,18 @@ def test_feature_golden_edit(inverter, cases):
     _close(inverter.render(code, w_edit), out["edit_image"], IMAGE_ATOL)
 
 
+def test_feature_golden_edit_through_apply_edits(inverter, cases):
+    """The library's edit path (a W Direction on every layer, strength = e4e's factor) is e4e's edit."""
+    from vidinv.editing.directions import Direction, apply_edits
+
+    inp, out = cases["inputs"], cases["outputs"]
+    code = inverter.invert(inp["x"])
+    d = Direction("random", "w", inp["direction"][0])
+    w_edit = apply_edits(code["w"], [(d, inp["factor"])])
+    _close(w_edit, out["edit_latents"], CODE_ATOL)
+    _close(inverter.render(code, w_edit), out["edit_image"], IMAGE_ATOL)
+
+
 def test_feature_golden_noise_list_equals_buffers(inverter, cases):
     code = {"w": cases["outputs"]["latents"]}
     _close(inverter.render(code, noise=list(cases["inputs"]["noise"])), cases["outputs"]["inversion"], IMAGE_ATOL)
