@@ -262,8 +262,9 @@ class StyledConv(nn.Module):
         # leaky(conv*d + nw*noise + b) * sqrt2 == leaky(sqrt2 (conv*d + nw*noise + b)); fused, in place
         b = self.activate.bias * SQRT2
         out, d = self.conv.modulated(x, style, gain=SQRT2, bias=b)
-        if d is not None:  # batch > 1: demodulate and add the bias in one pass
-            out = torch.addcmul(b.view(1, -1, 1, 1).to(out.dtype), out, d.view(*d.shape, 1, 1).to(out.dtype))
+        if d is not None:  # batch > 1: demodulate and add the bias in one pass (in place unless recording grads)
+            bd = b.view(1, -1, 1, 1).to(out.dtype), out, d.view(*d.shape, 1, 1).to(out.dtype)
+            out = torch.addcmul(*bd) if torch.is_grad_enabled() else torch.addcmul(*bd, out=out)
         if noise is None:
             noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
         out = out.addcmul_(noise.to(out.dtype), (self.noise.weight * SQRT2).to(out.dtype))
