@@ -164,6 +164,11 @@ class TrainConfig:
             return self.data.batch_real + self.data.batch_synth, 0
         return self.data.batch_real, self.data.batch_synth
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (unknown keys are errors)."""
+        return _build(cls, data, "")
+
     def to_dict(self) -> dict:
         def plain(v):
             if dataclasses.is_dataclass(v):
@@ -445,7 +450,10 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as e:
             raise VidinvError(f"training state does not match this run: {str(e).splitlines()[0]}") from None
         torch.set_rng_state(rng["torch"])
-        self.sampler_gen.set_state(rng["sampler"])
+        if self.rank == 0:
+            self.sampler_gen.set_state(rng["sampler"])
+        else:  # the state holds rank 0's stream: other ranks derive theirs from (seed, rank, step)
+            self.sampler_gen.manual_seed((self.cfg.seed * 7919 + 17 + self.rank) * 1_000_003 + self.step)
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
