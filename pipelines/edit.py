@@ -248,7 +248,8 @@ class EditPipeline:
         from pipelines.stages import AnalyzeStage
 
         bar = _Progress(info.n_frames, "detect", self.quiet)
-        kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side)
+        kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side,
+                  upsample=self.cfg.faces.detect_upsample)
         out = list(_cached_map(self.executor, AnalyzeStage, kw, items, cache, "analyze", gpu=False, progress=bar))
         bar.close()
         return out

@@ -41,34 +41,27 @@ def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
 class AnalyzeStage:
     """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
-    def __init__(self, detector: str = "auto", detect_max_side: int = 640) -> None:
+    def __init__(self, detector: str = "auto", detect_max_side: int = 640, upsample: int = 0) -> None:
         from vidinv.faces.detect import get_detector
 
         self.detector = get_detector(detector)
+        if getattr(self.detector, "name", "") == "dlib":
+            # HOG cost grows with the pixel count: detect on a downscaled copy (landmarks scaled back)
+            self.detector.max_side = int(detect_max_side) or None
+            self.detector.upsample = int(upsample)
+        self.upsample = int(upsample)
         self.max_side = int(detect_max_side)
 
     def __call__(self, item: dict) -> dict:
-        import cv2
-
         from vidinv.faces.track import frame_histogram
 
         chunk = _read(item)
         frames = chunk.frames
-        h, w = frames.shape[1:3]
-        scale = min(1.0, self.max_side / max(h, w)) if self.max_side else 1.0
-        if scale < 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-        else:
-            small = frames
-        dets = self.detector.detect(small)
-        out = faces_to_arrays(dets)
-        if scale < 1.0:
-            sx, sy = w / small.shape[2], h / small.shape[1]
-            for faces in out:
-                for f in faces:
-                    f["bbox"] = f["bbox"] * np.array([sx, sy, sx, sy], np.float32)
-                    f["landmarks"] = f["landmarks"] * np.array([sx, sy], np.float32)
+        if getattr(self.detector, "name", "") == "dlib":
+            side = min(max(frames.shape[1:3]), self.max_side or 10**9)
+            # HOG finds faces down to ~80 px; on small frames one upsampling step is cheap and needed
+            self.detector.upsample = max(self.upsample, 1) if side < 400 else self.upsample
+        out = faces_to_arrays(self.detector.detect(frames))
         hists = np.stack([frame_histogram(f) for f in frames])
         return {"start": item["start"], "faces": out, "hists": hists, "pts": np.asarray(chunk.pts)}
 

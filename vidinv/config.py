@@ -34,7 +34,8 @@ class ModelConfig:
 class FaceConfig:
     detector: str = "auto"
     face: str = "largest"
-    detect_max_side: int = 640
+    detect_max_side: int = 480
+    detect_upsample: int = 0
     max_gap: int = 8
     cut_threshold: float = 0.5
     min_track_length: int = 3

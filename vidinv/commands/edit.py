@@ -22,9 +22,10 @@ EXAMPLES = """examples:
   vidinv edit clip.mp4 --attr smile --executor local --generator G.pt --encoder 143_enc.pth
 
 strength: for Feature-Style W+ boundaries (smile, eyeglasses, makeup) strength 1 is the official
-video script's step of 15 along the unit boundary; for e4e InterFaceGAN W directions (age, pose,
-smile_e4e) strength 1 adds the direction once to every W+ layer (e4e's own factor); see
-`vidinv directions list`.
+video script's step of 15 along the unit boundary; for the e4e InterFaceGAN W directions (age,
+pose, smile_e4e) strength 1 adds 3 x the direction to every W+ layer (e4e's notebook factor 3);
+a direction file given by path keeps scale 1 (strength = e4e's factor); GANSpace edits are in
+units of the component's std; sefa:N in units of 3. `vidinv directions list` shows the table.
 """
 
 

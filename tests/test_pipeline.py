@@ -1,0 +1,214 @@
+"""The edit pipeline end to end with tiny random models (and the offline dlib face stack).
+
+Checks what a user relies on: the output has the input's frame count, timestamps, duration and
+byte-identical audio; frames without the target face pass through; the face region is what changes;
+in-process and Ray runs give the same frames; an interrupted run resumes from its chunk cache.
+"""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_clips import audio_packets, face_frames, side_by_side, write_clip  # noqa: E402
+
+from pipelines.edit import EditPipeline  # noqa: E402
+from pipelines.executors import LocalExecutor  # noqa: E402
+from vidinv.config import load_config  # noqa: E402
+from vidinv.errors import VidinvError  # noqa: E402
+
+SHARED_CLIPS = ["retalking_face1.mp4", "retalking_face3_aoc.mp4", "retalking_face5_glasses.mp4",
+                "liveportrait_d12_expressive_glasses.mp4", "sadtalker_WDA_KatieHill_000.mp4"]
+
+
+def tiny_cfg(**over):
+    o = {"models": {"generator": "tiny", "encoder": "tiny", "batch_size": 8},
+         "faces": {"detector": "dlib", "detect_max_side": 320},
+         "execution": {"executor": "local", "chunk_size": 16}}
+    for k, v in over.items():
+        o.setdefault(k, {}).update(v)
+    return load_config(overrides=o)
+
+
+def tiny_direction(tmp_path: Path) -> Path:
+    """A unit W+ direction in the Feature-Style boundary format, sized for the tiny generator (10 x 64)."""
+    v = np.random.default_rng(0).standard_normal((1, 10 * 64)).astype(np.float32)
+    p = tmp_path / "tiny_boundary.npy"
+    np.save(p, v / np.linalg.norm(v))
+    return p
+
+
+def decode(path: Path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames, pts = [], []
+        for f in c.decode(s):
+            frames.append(f.to_ndarray(format="rgb24"))
+            pts.append(float(f.pts * f.time_base))
+        dur = float(s.duration * s.time_base) if s.duration else None
+    return np.stack(frames), np.array(pts), dur
+
+
+def run_edit(cfg, src, dst, edits=(), **kw):
+    return EditPipeline(cfg, executor=LocalExecutor(), quiet=True)(src, dst, list(edits), **kw)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("clips")
+    return write_clip(d / "face.mp4", face_frames(24))
+
+
+def test_smoke_inversion_and_edit(face_clip, tmp_path):
+    cfg = tiny_cfg()
+    inv = run_edit(cfg, face_clip, tmp_path / "inv.mp4")
+    d = tiny_direction(tmp_path)
+    ed = run_edit(cfg, face_clip, tmp_path / "ed.mp4", [(str(d), 2.0)])
+    assert inv.faces_edited == 24 and ed.faces_edited == 24
+    src, src_pts, _ = decode(face_clip)
+    a, a_pts, _ = decode(tmp_path / "inv.mp4")
+    b, _, _ = decode(tmp_path / "ed.mp4")
+    assert a.shape == src.shape and np.allclose(a_pts, src_pts)
+    # the edit changes the face, not the corners of the frame
+    diff = np.abs(a.astype(int) - b.astype(int)).mean(-1)
+    assert diff[:, 60:140, 60:140].mean() > 1.0
+    assert diff[:, :12, :12].mean() < 1.0 and diff[:, -12:, -12:].mean() < 1.0
+    # the inversion with random tiny models still only touches the face region
+    corner = np.abs(a.astype(int) - src.astype(int))[:, :12, :12].mean()
+    assert corner < 3.0
+    # no cache left behind after success
+    assert not list(tmp_path.glob(".*vidinv-cache*"))
+
+
+@pytest.mark.parametrize("name", SHARED_CLIPS)
+def test_shared_clip_keeps_timing_and_audio(videos_dir, tmp_path, name):
+    src = videos_dir / name
+    if not src.exists():
+        pytest.skip(f"{src} absent")
+    res = run_edit(tiny_cfg(), src, tmp_path / "out.mp4", [("sefa:0", 1.0)])
+    a, a_pts, a_dur = decode(src)
+    b, b_pts, b_dur = decode(tmp_path / "out.mp4")
+    assert len(b) == len(a) == res.n_frames
+    assert b.shape == a.shape
+    assert np.allclose(b_pts, a_pts, atol=1e-3)
+    if a_dur and b_dur:
+        assert abs(a_dur - b_dur) < 0.05
+    assert audio_packets(src) == audio_packets(tmp_path / "out.mp4")
+    assert res.faces_edited == res.n_frames  # single-person clips: a face in every frame
+
+
+def test_two_person_clip_face_all(videos_dir, tmp_path):
+    fa, _, _ = decode(videos_dir / "retalking_face3_aoc.mp4")
+    fb, _, _ = decode(videos_dir / "retalking_face5_glasses.mp4")
+    both = side_by_side(fa[:12], fb[:12])
+    src = write_clip(tmp_path / "two.mp4", both)
+    res = run_edit(tiny_cfg(faces={"face": "all"}), src, tmp_path / "out.mp4")
+    assert len(res.targets) == 2 and res.faces_edited == 24
+    res1 = run_edit(tiny_cfg(), src, tmp_path / "one.mp4")
+    assert len(res1.targets) == 1
+
+
+def test_vfr_odd_size_clip(tmp_path):
+    f = face_frames(14, size=(191, 193))
+    pts = [0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19]
+    src = write_clip(tmp_path / "vfr.mp4", f, pts=pts, time_base=Fraction(1, 30))
+    run_edit(tiny_cfg(), src, tmp_path / "out.mp4")
+    a, a_pts, _ = decode(src)
+    b, b_pts, _ = decode(tmp_path / "out.mp4")
+    assert b.shape == a.shape == (14, 193, 191, 3)
+    assert np.allclose(a_pts, b_pts, atol=1e-3)
+
+
+def test_face_appearing_halfway(tmp_path):
+    f = face_frames(16)
+    f[:8] = 90  # a flat grey shot before the face appears
+    src = write_clip(tmp_path / "half.mp4", f)
+    res = run_edit(tiny_cfg(faces={"min_track_length": 3}), src, tmp_path / "out.mp4")
+    assert res.faces_edited == 8
+    a, _, _ = decode(src)
+    b, _, _ = decode(tmp_path / "out.mp4")
+    # passed through: only the codec's rounding (the grey 89 may come back as 88)
+    assert np.abs(a[:8].astype(int) - b[:8].astype(int)).max() <= 2
+
+
+def test_no_face_clip(tmp_path):
+    f = np.full((6, 64, 64, 3), 120, np.uint8)
+    src = write_clip(tmp_path / "empty.mp4", f)
+    with pytest.raises(VidinvError, match="no face found"):
+        run_edit(tiny_cfg(), src, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    res = run_edit(tiny_cfg(), src, tmp_path / "out.mp4", allow_no_face=True)
+    assert res.copied_through and (tmp_path / "out.mp4").read_bytes() == src.read_bytes()
+
+
+def test_output_never_overwrites_input(face_clip):
+    with pytest.raises(VidinvError, match="overwrite"):
+        run_edit(tiny_cfg(), face_clip, face_clip)
+
+
+class _InterruptAfter(LocalExecutor):
+    """Stops (like a Ctrl-C) after ``n`` render chunks; counts the chunks each stage computed."""
+
+    def __init__(self, n: int | None) -> None:
+        super().__init__()
+        self.n, self.counts = n, {}
+
+    def map(self, stage_cls, kwargs, items, gpu=False):
+        for res in super().map(stage_cls, kwargs, items, gpu):
+            name = stage_cls.__name__
+            self.counts[name] = self.counts.get(name, 0) + 1
+            if self.n is not None and name == "RenderStage" and self.counts[name] > self.n:
+                raise KeyboardInterrupt
+            yield res
+
+
+def _rendered(cache_dir: Path) -> np.ndarray:
+    """The frames the render pass produced (from the kept chunk cache), before the lossy encoder.
+
+    (libx264 with mb-tree is not bit-reproducible on very small frames, so comparisons of runs use these.)
+    """
+    import pickle
+
+    files = sorted(cache_dir.glob("*/render_*.pkl"))
+    assert files
+    return np.concatenate([pickle.loads(f.read_bytes())["frames"] for f in files])
+
+
+def test_interrupted_run_resumes_from_cache(face_clip, tmp_path):
+    cfg = tiny_cfg(execution={"chunk_size": 8, "cache_dir": str(tmp_path / "cache"), "keep_cache": True})
+    ref = tiny_cfg(execution={"chunk_size": 8, "cache_dir": str(tmp_path / "ref"), "keep_cache": True})
+    EditPipeline(ref, executor=LocalExecutor(), quiet=True)(face_clip, tmp_path / "full.mp4", [])
+    out = tmp_path / "out.mp4"
+    ex1 = _InterruptAfter(1)
+    with pytest.raises(KeyboardInterrupt):
+        EditPipeline(cfg, executor=ex1, quiet=True)(face_clip, out, [])
+    assert not out.exists()  # nothing under the final name
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+    ex2 = _InterruptAfter(None)
+    EditPipeline(cfg, executor=ex2, quiet=True)(face_clip, out, [])
+    assert "AnalyzeStage" not in ex2.counts and "InvertStage" not in ex2.counts  # all from the cache
+    assert ex2.counts["RenderStage"] == 2  # 3 chunks; the first one was finished before the interrupt
+    assert np.array_equal(_rendered(tmp_path / "ref"), _rendered(tmp_path / "cache"))
+    assert len(decode(out)[0]) == 24
+
+
+@pytest.mark.ray
+def test_ray_executor_same_frames_as_local(face_clip, tmp_path, ray_local):
+    from pipelines.executors import RayExecutor
+
+    local = tiny_cfg(execution={"chunk_size": 8, "cache_dir": str(tmp_path / "local"), "keep_cache": True})
+    run_edit(local, face_clip, tmp_path / "local.mp4")
+    ray_cfg = tiny_cfg(execution={"chunk_size": 8, "cache_dir": str(tmp_path / "ray"), "keep_cache": True})
+    ex = RayExecutor(num_workers=2, cpus_per_worker=0.5)
+    EditPipeline(ray_cfg, executor=ex, quiet=True)(face_clip, tmp_path / "ray.mp4", [])
+    ex.shutdown()
+    a, b = _rendered(tmp_path / "local"), _rendered(tmp_path / "ray")
+    assert a.shape == b.shape == (24, 192, 192, 3)
+    # bitwise in practice; the documented tolerance allows 1 level for thread-count-dependent float sums
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
