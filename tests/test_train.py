@@ -408,7 +408,8 @@ def test_cli_train_tiny_and_resume(face_dir, tmp_path, capsys):
     enc = load_fs_encoder(out / "enc.pth")
     assert enc.n_styles == 10 and enc.content_channels == 32
     rows = (out / "log.csv").read_text().splitlines()
-    assert rows[0].startswith("step,") and len(rows) == 2 and rows[1].startswith("1,0,")
+    assert rows[0].startswith("step,") and len(rows) == 2
+    assert rows[1].startswith("1,0,")
     # resume to a second epoch
     assert main(args[:-1] + ["--epochs", "2", "--resume", "--quiet"]) == 0
     assert torch.load(out / "state.pt", weights_only=True)["step"] == 2
@@ -416,3 +417,19 @@ def test_cli_train_tiny_and_resume(face_dir, tmp_path, capsys):
     # user errors are one line and a non-zero exit
     assert main(["train", "--generator", "tiny", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "no")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_encoder_trunk_initialised_from_arcface(base_models):
+    from vidinv.training.trainer import init_from_arcface
+
+    arc = base_models.arcface  # layers (1, 1, 1, 1), widths 8/12/16/24
+    enc = make_encoder(base_models.generator, small_config(
+        encoder=EncoderConfig(widths=(8, 12, 16, 24), layers=(1, 1, 1, 1))))
+    assert init_from_arcface(enc, arc)
+    assert torch.equal(enc.conv[0].weight, arc.conv1.weight) and torch.equal(enc.conv[2].weight, arc.prelu.weight)
+    a, e = arc.layer3.state_dict(), enc.block_3.state_dict()
+    assert set(a) == set(e) and all(torch.equal(a[k], e[k]) for k in a)
+    deeper = make_encoder(base_models.generator, small_config())  # layers (1, 1, 2, 1): shapes differ
+    before = {k: v.clone() for k, v in deeper.state_dict().items()}
+    assert not init_from_arcface(deeper, arc)
+    assert all(torch.equal(before[k], v) for k, v in deeper.state_dict().items())  # untouched

@@ -11,11 +11,14 @@ from vidinv.errors import InputError, VidinvError
 log = logging.getLogger(__name__)
 
 EXAMPLES = """examples:
-  vidinv train --config configs/train_faces.yaml --data ffhq_crops/ --val celeba_hq/ --generator psp_ffhq_encode.pt --out runs/fs
+  vidinv train --config configs/train_faces.yaml --data ffhq_crops/ --val celeba_hq/ \\
+      --generator psp_ffhq_encode.pt --out runs/fs
   vidinv train --config configs/train_faces.yaml --data ffhq_crops/ --generator zoo --out runs/fs --resume
   vidinv train --config configs/train_faces.yaml --data crops/ --generator G.pt --out runs/x --ablate no_parsing
-  vidinv train --config configs/train_faces.yaml --data crops/ --generator G.pt --out runs/x --executor ray --num-workers 4 --use-gpu
-  vidinv train --config configs/train_generic.yaml --data crops/ --generator tiny --out /tmp/t --set epochs=1 --set iters_per_epoch=20
+  vidinv train --config configs/train_faces.yaml --data crops/ --generator G.pt --out runs/x \\
+      --executor ray --num-workers 4 --use-gpu
+  vidinv train --config configs/train_generic.yaml --data crops/ --generator tiny --out /tmp/t \\
+      --set epochs=1 --set iters_per_epoch=20
 
 Writes RUN_DIR/enc.pth (a plain FSEncoder state_dict, the official 143_enc.pth layout, usable by
 `vidinv edit --encoder`), RUN_DIR/state.pt (resumable: encoder, optimizer, scheduler, step, RNG states),

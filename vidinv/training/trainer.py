@@ -6,6 +6,11 @@ two inversions are rendered, ``x1 = G(w, n)`` and ``x2 = G(w, n; F at layer K, b
 feature_scale)``, and :class:`~vidinv.training.losses.FSLoss` scores them. Only the encoder learns
 (Ranger, LR divided by 10 for the last epochs); the generator and the loss networks are frozen.
 
+Where the paper and the official ``trainer.py`` differ, the paper wins: the official code renders
+its "latent-only" image with the feature code blended in and fresh random noise; here ``x1`` is
+G(w) alone, rendered with the sample's noise ``n`` like ``x2``. G^K(w) (the feature-loss target) is
+read from the ``x1`` pass, detached, as the official does.
+
 The same :class:`Trainer` runs in one process (``--executor local``, tests) and inside each Ray Train
 worker (``pipelines/train_ray.py``), which passes ``rank``/``world`` and a model wrapper (DDP).
 """
@@ -547,7 +552,7 @@ class Trainer:
 
             bar = tqdm(total=cfg.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         it = iter(loader) if loader is not None else None
-        last: dict[str, float] = {}
+        last: dict[str, Any] = {"step": self.step}
         t0 = time.perf_counter()
         try:
             for _ in range(max(0, remaining)):
