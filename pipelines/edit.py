@@ -255,7 +255,7 @@ class EditPipeline:
         return out
 
     def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache) -> dict:
-        """Codes per target: ``{track_id: (w [T,L,sd], F [T,C,r,r])}`` (rows of invalid frames are zero)."""
+        """Codes per target: ``{target index: {name: [T, ...]}}`` (rows of invalid frames are zero)."""
         from pipelines.stages import InvertStage
 
         items = []
@@ -263,20 +263,15 @@ class EditPipeline:
             jobs = [(t, (ti, t), tg.M[t]) for ti, tg in enumerate(targets) for t in range(a, b) if tg.valid[t]]
             items.append(dict(path=str(path), start=a, stop=b, jobs=jobs))
         bar = _Progress(info.n_frames, "invert", self.quiet)
-        codes: dict[int, list] = {}
+        out: dict[int, dict[str, np.ndarray]] = {}
         for res in _cached_map(self.executor, InvertStage, dict(spec=spec), items, cache, "invert", gpu=True, progress=bar):
-            for i, key in enumerate(res["keys"]):
-                codes.setdefault(key[0], []).append((key[1], res["w"][i], res["F"][i]))
+            for i, (ti, t) in enumerate(res["keys"]):
+                code = out.setdefault(ti, {})
+                for k, v in res["code"].items():
+                    if k not in code:
+                        code[k] = np.zeros((info.n_frames,) + v.shape[1:], np.float32)
+                    code[k][t] = v[i]
         bar.close()
-        out = {}
-        for ti, rows in codes.items():
-            rows.sort(key=lambda r: r[0])
-            w0, F0 = rows[0][1], rows[0][2]
-            W = np.zeros((info.n_frames,) + w0.shape, np.float32)
-            Fm = np.zeros((info.n_frames,) + F0.shape, np.float32)
-            for t, w, F in rows:
-                W[t], Fm[t] = w, F
-            out[ti] = (W, Fm)
         return out
 
     def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
@@ -305,7 +300,7 @@ class EditPipeline:
         analysis = self.analyze(src, info, cache)
         timings["analyze_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        size = _generator_size(spec)
+        size, self._n_latent, _ = model_dims(spec)
         targets, tracks, cuts = plan_geometry(analysis, info.n_frames, self.cfg, size)
         timings["plan_s"] = time.perf_counter() - t0
         if not targets or not any(t.valid.any() for t in targets):
@@ -333,10 +328,11 @@ class EditPipeline:
             for ti, tg in enumerate(targets):
                 if ti not in per_target:
                     continue
-                W, Fm, WE = per_target[ti]
+                code, WE = per_target[ti]
                 for t in range(a, b):
                     if tg.valid[t]:
-                        jobs.append(dict(frame=t, M=tg.M[t], lm_crop=tg.lm_crop[t], w=W[t], F=Fm[t],
+                        jobs.append(dict(frame=t, M=tg.M[t], lm_crop=tg.lm_crop[t],
+                                         code={k: v[t] for k, v in code.items()},
                                          w_edit=None if WE is None else WE[t]))
             jobs.sort(key=lambda j: j["frame"])
             items.append(dict(path=str(src), start=a, stop=b, jobs=jobs))
@@ -364,7 +360,8 @@ class EditPipeline:
             return []
         from vidinv.editing.attributes import resolve_attribute
 
-        n_latent, style_dim = _generator_dims(spec)
+        _, n_latent, style_dim = model_dims(spec)
+        self._n_latent = n_latent
         out = []
         for name, strength in edits:
             d = resolve_attribute(name, n_latent=n_latent, style_dim=style_dim, generator_spec=spec, offline=self.offline)
@@ -372,7 +369,10 @@ class EditPipeline:
         return out
 
     def _edit_codes(self, targets, codes, directions, cuts, times) -> dict:
-        """Gather of pass 2: code smoothing, edits with their schedule, edit-delta smoothing."""
+        """Gather of pass 2: code smoothing, edits with their schedule, edit-delta smoothing.
+
+        Returns ``{target index: (code {name: [T, ...]}, w_edit [T, L, sd] or None)}``.
+        """
         import torch
 
         from vidinv.editing.directions import apply_edits
@@ -385,17 +385,17 @@ class EditPipeline:
         for ti, tg in enumerate(targets):
             if ti not in codes:
                 continue
-            W, Fm = codes[ti]
-            W = smooth_runs(W, tg.valid, cuts, self.cfg.stabilize.codes)
-            Fm = smooth_runs(Fm, tg.valid, cuts, self.cfg.stabilize.codes)
+            code = {k: smooth_runs(v, tg.valid, cuts, self.cfg.stabilize.codes) for k, v in codes[ti].items()}
             if not directions:
-                out[ti] = (W, Fm, None)
+                out[ti] = (code, None)
                 continue
-            wt = torch.from_numpy(W)
+            W = code["w"]
+            if W.ndim == 2:  # a W code (one row): edit it in W+ with every row equal
+                W = np.repeat(W[:, None], self._n_latent, axis=1)
             edits = [(d, torch.as_tensor(s * ramp, dtype=torch.float32)) for d, s in directions]
-            WE = apply_edits(wt, edits).numpy()
+            WE = apply_edits(torch.from_numpy(np.ascontiguousarray(W)), edits).numpy()
             delta = smooth_runs(WE - W, tg.valid, cuts, self.cfg.stabilize.edit_delta)
-            out[ti] = (W, Fm, (W + delta).astype(np.float32))
+            out[ti] = (code, (W + delta).astype(np.float32))
         return out
 
 
@@ -424,25 +424,22 @@ def _atomic_copy(src: Path, dst: Path) -> None:
             os.unlink(tmp)
 
 
-def _generator_dims(spec: dict) -> tuple[int, int]:
+def model_dims(spec: dict) -> tuple[int, int, int]:
+    """``(size, n_latent, style_dim)`` of the spec's generator, without a second full model in the driver when possible."""
+    if spec.get("inverter", "fs") == "fs" and spec["generator"] != "tiny":
+        g = _light_generator(spec)
+        return int(g.size), int(g.n_latent), int(g.style_dim)
     from pipelines.components import build_models
 
-    G = build_models(spec).generator if spec["generator"] == "tiny" else _light_generator(spec)
-    return int(G.n_latent), int(G.style_dim)
-
-
-def _generator_size(spec: dict) -> int:
-    from pipelines.components import build_models
-
-    G = build_models(spec).generator if spec["generator"] == "tiny" else _light_generator(spec)
-    return int(G.size)
+    inv = build_models(spec).inverter
+    return int(inv.size), int(inv.n_latent), int(inv.style_dim)
 
 
 _LIGHT: dict[str, Any] = {}
 
 
 def _light_generator(spec: dict):
-    """The generator's dimensions without keeping a second copy of the model in the driver."""
+    """The generator's dimensions read from its checkpoint's shapes."""
     key = spec["generator"]
     if key not in _LIGHT:
         from types import SimpleNamespace
@@ -455,50 +452,3 @@ def _light_generator(spec: dict):
         log_size = int(np.log2(c["size"]))
         _LIGHT[key] = SimpleNamespace(size=c["size"], style_dim=c["style_dim"], n_latent=log_size * 2 - 2)
     return _LIGHT[key]
-
-
-def reconstruct_clip(pipe: EditPipeline, src: str | os.PathLike, edits: list[tuple[str, float]] | None = None,
-                     metric_size: int = 256) -> dict:
-    """Source crops, inversion and edit of the clip's main face track, for evaluation.
-
-    Returns ``{'frames': [T'] frame indices, 'source'/'inversion'/'edit': uint8 [T', s, s, 3] (edit None
-    without edits), 'n_frames', 'track_id'}``; raises ``VidinvError`` when no face is found.
-    """
-    from pipelines.stages import ReconstructStage
-    from vidinv.io.video import probe
-
-    src = Path(src)
-    info = probe(src)
-    edits = list(edits or [])
-    spec = pipe.model_spec()
-    directions = pipe._directions(edits, spec)
-    cache = ChunkCache(None, "")
-    analysis = pipe.analyze(src, info, cache)
-    targets, _, cuts = plan_geometry(analysis, info.n_frames, pipe.cfg, _generator_size(spec))
-    targets = targets[:1]
-    if not targets or not targets[0].valid.any():
-        raise VidinvError(f"no face found in {src}")
-    codes = pipe.invert(src, info, targets, spec, cache)
-    times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
-    W, Fm, WE = pipe._edit_codes(targets, codes, directions, cuts, times)[0]
-    tg = targets[0]
-    items = []
-    for a, b in _chunks(info.n_frames, pipe.cfg.execution.chunk_size):
-        jobs = [dict(frame=t, M=tg.M[t], w=W[t], F=Fm[t], w_edit=None if WE is None else WE[t])
-                for t in range(a, b) if tg.valid[t]]
-        items.append(dict(path=str(src), start=a, stop=b, jobs=jobs))
-    parts: dict[str, list] = {"frames": [], "source": [], "inversion": [], "edit": []}
-    bar = _Progress(info.n_frames, "reconstruct", pipe.quiet)
-    for res in _cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=metric_size), items, cache,
-                           "reconstruct", gpu=True, progress=bar):
-        if not res["frames"]:
-            continue
-        parts["frames"] += res["frames"]
-        for k in ("source", "inversion", "edit"):
-            if res[k] is not None:
-                parts[k].append(res[k])
-    bar.close()
-    out: dict[str, Any] = {"frames": parts["frames"], "n_frames": info.n_frames, "track_id": tg.track_id}
-    for k in ("source", "inversion", "edit"):
-        out[k] = np.concatenate(parts[k]) if parts[k] else None
-    return out

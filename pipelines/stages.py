@@ -66,8 +66,13 @@ class AnalyzeStage:
         return {"start": item["start"], "faces": out, "hists": hists, "pts": np.asarray(chunk.pts)}
 
 
+def _stack_codes(codes: list[dict], device, dtype) -> dict:
+    """Per-face code dicts of numpy arrays -> one batched dict of tensors."""
+    return {k: torch.as_tensor(np.stack([c[k] for c in codes]), device=device, dtype=dtype) for k in codes[0]}
+
+
 class InvertStage:
-    """Pass 2 (GPU): align the target faces of a chunk (one batched warp) and invert them to (w, F)."""
+    """Pass 2 (GPU): align the target faces of a chunk (one batched warp) and invert them to a code."""
 
     def __init__(self, spec: dict) -> None:
         from pipelines.components import build_models
@@ -82,45 +87,38 @@ class InvertStage:
         jobs = item["jobs"]  # list of (frame_index, key, M [3,3])
         m = self.m
         if not jobs:
-            return {"keys": [], "w": None, "F": None}
+            return {"keys": [], "code": {}}
         chunk = _read(item)
-        ws, fs = [], []
-        size = m.generator.size
+        parts: dict[str, list] = {}
         for b in range(0, len(jobs), self.batch):
             part = jobs[b : b + self.batch]
             frames = _to_tensor(chunk.frames[[j[0] - item["start"] for j in part]], m.device, m.dtype)
             M = torch.as_tensor(np.stack([j[2] for j in part]), dtype=m.dtype, device=m.device)
-            crops = align_faces(frames, M, size)
-            w, F = m.inverter(crops)
-            ws.append(w.float().cpu())
-            fs.append(F.float().cpu())
-        return {"keys": [j[1] for j in jobs], "w": torch.cat(ws).numpy(), "F": torch.cat(fs).numpy()}
+            code = m.inverter.invert(align_faces(frames, M, m.size))
+            for k, v in code.items():
+                parts.setdefault(k, []).append(v.float().cpu())
+        return {"keys": [j[1] for j in jobs], "code": {k: torch.cat(v).numpy() for k, v in parts.items()}}
 
 
 class RenderStage:
-    """Pass 3 (GPU): render the edited faces (feature-code edit), unalign, mask and blend into the frames."""
+    """Pass 3 (GPU): render the edited faces, unalign, mask and blend them into the frames."""
 
     def __init__(self, spec: dict, blend: dict) -> None:
         from pipelines.components import build_models
 
         self.m = build_models(spec)
         self.batch = int(spec.get("batch_size", 4))
-        self.k = int(spec.get("feature_layer", 5))
-        self.feature_scale = float(spec.get("feature_scale", 1.0))
         self.blend = dict(blend)
 
     @torch.no_grad()
-    def render(self, w: np.ndarray, F: np.ndarray, w_edit: np.ndarray | None) -> torch.Tensor:
-        """Codes -> images [N,3,S,S] in [-1,1] (the inversion when ``w_edit`` is None)."""
-        from vidinv.editing.feature_edit import feature_edit
-
+    def render(self, codes: list[dict], w_edit: list | None) -> torch.Tensor:
+        """Per-face codes (+ edited w) -> images [N,3,S,S] in [-1,1] (the inversion when ``w_edit`` is None)."""
         m = self.m
         out = []
-        for b in range(0, len(w), self.batch):
-            wb = torch.as_tensor(w[b : b + self.batch], dtype=m.dtype, device=m.device)
-            Fb = torch.as_tensor(F[b : b + self.batch], dtype=m.dtype, device=m.device)
-            web = None if w_edit is None else torch.as_tensor(w_edit[b : b + self.batch], dtype=m.dtype, device=m.device)
-            out.append(feature_edit(m.generator, wb, Fb, web, m.noise, k=self.k, feature_scale=self.feature_scale).float())
+        for b in range(0, len(codes), self.batch):
+            code = _stack_codes(codes[b : b + self.batch], m.device, m.dtype)
+            web = None if w_edit is None else torch.as_tensor(np.stack(w_edit[b : b + self.batch]), device=m.device, dtype=m.dtype)
+            out.append(m.inverter.render(code, web, m.noise).float().cpu())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -131,17 +129,15 @@ class RenderStage:
 
         chunk = _read(item)
         frames = chunk.frames.copy()
-        jobs = item["jobs"]  # list of dicts: frame, M, lm_crop, w, F, w_edit
+        jobs = item["jobs"]  # list of dicts: frame, M, lm_crop, code, w_edit
         out: dict[str, Any] = {"start": item["start"], "pts": np.asarray(chunk.pts), "frames": frames}
         if not jobs:
             return out
         m = self.m
-        size = m.generator.size
+        size = m.size
         h, w_ = frames.shape[1:3]
-        w = np.stack([j["w"] for j in jobs])
-        F = np.stack([j["F"] for j in jobs])
-        w_edit = np.stack([j["w_edit"] for j in jobs]) if jobs[0].get("w_edit") is not None else None
-        images = (self.render(w, F, w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1], on CPU
+        w_edit = [j["w_edit"] for j in jobs] if jobs[0].get("w_edit") is not None else None
+        images = (self.render([j["code"] for j in jobs], w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1]
         lm = torch.as_tensor(np.stack([j["lm_crop"] for j in jobs]), dtype=torch.float32)
         masks = landmark_hull_mask(lm, size, dilate=self.blend.get("dilate", 0.02),
                                    feather=self.blend.get("feather", 0.04))
@@ -190,11 +186,10 @@ class ReconstructStage(RenderStage):
         chunk = _read(item)
         frames = _to_tensor(chunk.frames[[j["frame"] - item["start"] for j in jobs]], m.device, m.dtype)
         M = torch.as_tensor(np.stack([j["M"] for j in jobs]), dtype=m.dtype, device=m.device)
-        source = self._u8(align_faces(frames, M, m.generator.size).float())
-        w = np.stack([j["w"] for j in jobs])
-        F = np.stack([j["F"] for j in jobs])
-        inversion = self._u8(self.render(w, F, None))
+        source = self._u8(align_faces(frames, M, m.size).float())
+        codes = [j["code"] for j in jobs]
+        inversion = self._u8(self.render(codes, None))
         edit = None
         if jobs[0].get("w_edit") is not None:
-            edit = self._u8(self.render(w, F, np.stack([j["w_edit"] for j in jobs])))
+            edit = self._u8(self.render(codes, [j["w_edit"] for j in jobs]))
         return {"frames": [j["frame"] for j in jobs], "source": source, "inversion": inversion, "edit": edit}

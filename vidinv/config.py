@@ -19,6 +19,7 @@ from vidinv.paths import config_file
 
 @dataclass
 class ModelConfig:
+    inverter: str = "fs"
     generator: str = "zoo"
     encoder: str = "zoo"
     feature_layer: int = 5

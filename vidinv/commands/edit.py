@@ -33,8 +33,10 @@ def add_common_pipeline_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``edit``, ``faces`` and ``eval``: config, models, execution."""
     g = p.add_argument_group("models")
     g.add_argument("--config", help="a YAML file overriding configs/default.yaml")
+    g.add_argument("--inverter", choices=["fs", "e4e", "psp", "hfgi", "hyperinverter", "padinv"],
+                   help="inversion method (default fs: Feature-Style latent + feature code)")
     g.add_argument("--generator", help="generator checkpoint (rosinality or pSp layout); default: the zoo's, or 'tiny'")
-    g.add_argument("--encoder", help="Feature-Style encoder checkpoint (143_enc.pth layout); default: the zoo's, or 'tiny'")
+    g.add_argument("--encoder", help="encoder checkpoint (fs: 143_enc.pth layout; other inverters: their official file); default: the zoo's, or 'tiny'")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="reduced precision is a GPU option")
     g.add_argument("--batch-size", type=int, help="faces per model call")
@@ -57,7 +59,7 @@ def config_from_args(args: argparse.Namespace):
     from vidinv.config import load_config
 
     overrides = {
-        "models": dict(generator=args.generator, encoder=args.encoder, device=args.device,
+        "models": dict(inverter=args.inverter, generator=args.generator, encoder=args.encoder, device=args.device,
                        precision=args.precision, batch_size=args.batch_size,
                        allow_pickle=True if args.allow_pickle else None),
         "faces": dict(detector=args.detector, face=args.face),

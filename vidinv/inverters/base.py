@@ -53,6 +53,8 @@ INVERTERS: dict[str, Callable[..., Inverter]] = {}
 
 # Where each known method registers itself (imported lazily by load_inverter).
 _MODULES = {
+    "fs": "vidinv.inverters.fs",
+    "psp": "vidinv.inverters.psp",
     "e4e": "vidinv.inverters.e4e",
     "hfgi": "vidinv.inverters.hfgi",
     "hyperinverter": "vidinv.inverters.hyperinverter",
