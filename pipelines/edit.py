@@ -452,3 +452,51 @@ def _light_generator(spec: dict):
         log_size = int(np.log2(c["size"]))
         _LIGHT[key] = SimpleNamespace(size=c["size"], style_dim=c["style_dim"], n_latent=log_size * 2 - 2)
     return _LIGHT[key]
+
+
+def reconstruct_clip(pipe: EditPipeline, src: str | os.PathLike, edits: list[tuple[str, float]] | None = None,
+                     metric_size: int = 256) -> dict:
+    """Source crops, inversion and edit of the clip's main face track, for evaluation.
+
+    Returns ``{'frames': [T'] frame indices, 'source'/'inversion'/'edit': uint8 [T', s, s, 3] (edit None
+    without edits), 'n_frames', 'track_id'}``; raises ``VidinvError`` when no face is found.
+    """
+    from pipelines.stages import ReconstructStage
+    from vidinv.io.video import probe
+
+    src = Path(src)
+    info = probe(src)
+    edits = list(edits or [])
+    spec = pipe.model_spec()
+    directions = pipe._directions(edits, spec)
+    cache = ChunkCache(None, "")
+    analysis = pipe.analyze(src, info, cache)
+    size, pipe._n_latent, _ = model_dims(spec)
+    targets, _, cuts = plan_geometry(analysis, info.n_frames, pipe.cfg, size)
+    targets = targets[:1]
+    if not targets or not targets[0].valid.any():
+        raise VidinvError(f"no face found in {src}")
+    codes = pipe.invert(src, info, targets, spec, cache)
+    times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
+    code, WE = pipe._edit_codes(targets, codes, directions, cuts, times)[0]
+    tg = targets[0]
+    items = []
+    for a, b in _chunks(info.n_frames, pipe.cfg.execution.chunk_size):
+        jobs = [dict(frame=t, M=tg.M[t], code={k: v[t] for k, v in code.items()}, w_edit=None if WE is None else WE[t])
+                for t in range(a, b) if tg.valid[t]]
+        items.append(dict(path=str(src), start=a, stop=b, jobs=jobs))
+    parts: dict[str, list] = {"frames": [], "source": [], "inversion": [], "edit": []}
+    bar = _Progress(info.n_frames, "reconstruct", pipe.quiet)
+    for res in _cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=metric_size), items, cache,
+                           "reconstruct", gpu=True, progress=bar):
+        if not res["frames"]:
+            continue
+        parts["frames"] += res["frames"]
+        for k in ("source", "inversion", "edit"):
+            if res[k] is not None:
+                parts[k].append(res[k])
+    bar.close()
+    out: dict[str, Any] = {"frames": parts["frames"], "n_frames": info.n_frames, "track_id": tg.track_id}
+    for k in ("source", "inversion", "edit"):
+        out[k] = np.concatenate(parts[k]) if parts[k] else None
+    return out

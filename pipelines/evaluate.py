@@ -36,8 +36,8 @@ def _eval_one(cfg_dict: dict, src: str, edits: list, identity: str, lpips_net: s
         if lpips_net:
             from vidinv.metrics.image import LPIPSMetric, lpips_available
 
-            ok, _ = lpips_available(lpips_net)
-            lp = LPIPSMetric(lpips_net) if ok else None
+            ok, _ = lpips_available()
+            lp = LPIPSMetric() if ok else None
         rows, clip = evaluate_clip(rec["source"], methods, backend, lpips=lp)
         return {"input": src, "status": "ok", "rows": rows, "clip": clip, "backend": backend.name,
                 "frames": len(rec["frames"]), "n_frames": rec["n_frames"]}
@@ -71,19 +71,27 @@ def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos:
         raise InputError(f"{root}: no clip matches the filters")
     backend = get_identity_backend(identity)  # fails early, and names the backend in the report
     notes = [f"identity backend: {backend.name}"]
+    lpips_reason = ""
     if lpips_net:
-        ok, reason = lpips_available(lpips_net)
+        ok, reason = lpips_available()
         if not ok:
-            log.warning("%s", reason)
-            notes.append(reason)
-            lpips_net = None
+            log.warning("%s", reason)  # said once; the other metrics are still reported
+            lpips_reason, lpips_net = reason, None
     spec = resolve_model_spec(cfg.models, offline=offline)
     cfg = replace(cfg, models=replace(cfg.models, generator=spec["generator"], encoder=spec["encoder"]))
     cfg_dict = asdict(cfg)
     args = [(cfg_dict, str(it.path), list(edits or []), backend.name if identity == "auto" else identity,
              lpips_net, offline, metric_size) for it in chosen]
     results = map_clips(_eval_one, args, cfg, quiet=quiet)
-    for r, it in zip(results, chosen):
-        r["item"] = it
+    ok = {Path(r["input"]).stem: (r["rows"], r["clip"]) for r in results if r["status"] == "ok"}
+    failed = [r for r in results if r["status"] != "ok"]
+    notes.append(f"dataset: {root}; {len(chosen)} clip(s) sampled with seed {seed} from {len(items)}")
+    if problems:
+        notes.append(f"{len(problems)} malformed name(s) skipped: " + "; ".join(str(p) for p in problems[:5]))
+    for r in failed:
+        notes.append(f"failed: {r['input']}: {r['error']}")
+        log.warning("failed: %s: %s", r["input"], r["error"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    return write_outputs(out_dir, results, backend.name, notes + [f"{len(problems)} malformed name(s) skipped"] if problems else notes)
+    paths = write_outputs(out_dir, ok, backend.name, notes, lpips_reason=lpips_reason) if ok else {}
+    return {"n_ok": len(ok), "n_failed": len(failed), "failed": failed, "paths": paths, "backend": backend.name,
+            "problems": [str(p) for p in problems]}
