@@ -410,6 +410,8 @@ def test_cli_train_tiny_and_resume(face_dir, tmp_path, capsys):
     rows = (out / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == 2
     assert rows[1].startswith("1,0,")
+    val = (out / "val.csv").read_text().splitlines()
+    assert val[0] == "step,val_lpips,val_mse" and float(val[1].split(",")[2]) > 0
     # resume to a second epoch
     assert main(args[:-1] + ["--epochs", "2", "--resume", "--quiet"]) == 0
     assert torch.load(out / "state.pt", weights_only=True)["step"] == 2
@@ -444,3 +446,19 @@ def test_importing_training_loads_no_heavy_backend():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_validate_metrics(models, face_dir):
+    from vidinv.models.fs_encoder import preprocess
+
+    tr = Trainer(small_config(val_max_images=3), models)
+    ds = ImageFolder(face_dir, 64)
+    v = tr.validate(ds, batch=2)
+    assert set(v) == {"val_mse", "val_lpips", "val_id"} and all(x >= 0 for x in v.values())
+    assert tr.encoder.training  # back in training mode
+    tr.encoder.eval()
+    with torch.no_grad():
+        y = torch.stack([ds[i] for i in range(3)])
+        w_raw, feat = tr.encoder(preprocess(y))
+        x = tr.G.synthesis(w_raw + tr.latent_avg, None, feature_in=feat)
+    assert v["val_mse"] == pytest.approx(float(((x - y) ** 2).mean()), rel=1e-5)
