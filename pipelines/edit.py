@@ -92,25 +92,51 @@ class ChunkCache:
             pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, p)
 
+    def has(self, kind: str, start: int) -> bool:
+        return self.root is not None and self._path(kind, start).is_file()
+
     def count(self, kind: str) -> int:
         return 0 if self.root is None else len(list(self.root.glob(f"{kind}_*.pkl")))
 
 
-def _cached_map(executor, stage_cls, kwargs, items: list[dict], cache: ChunkCache, kind: str,
-                gpu: bool, progress: Callable[[int], None] | None = None) -> Iterator[Any]:
-    """Yield each item's result in order, taking finished chunks from the cache and computing the rest."""
-    todo = [it for it in items if cache.get(kind, it["start"]) is None]
-    computed = executor.map(stage_cls, kwargs, iter(todo), gpu=gpu) if todo else iter(())
-    todo_starts = {it["start"] for it in todo}
-    for it in items:
-        if it["start"] in todo_starts:
-            res = next(computed)
-            cache.put(kind, it["start"], res)
-        else:
-            res = cache.get(kind, it["start"])
+def _cached_map(executor, stage_cls, kwargs, ranges: list[tuple[int, int]], make_item: Callable[[int, int], dict],
+                cache: ChunkCache, kind: str, gpu: bool, progress: Callable[[int], None] | None = None) -> Iterator[Any]:
+    """Yield each chunk's result in order, taking finished chunks from the cache and computing the rest.
+
+    Work items are built lazily (``make_item(start, stop)``) as the executor asks for them, so only the
+    chunks in flight are in memory, whatever the clip's length.
+    """
+    cached = {a for a, _ in ranges if cache.has(kind, a)}
+    todo = (make_item(a, b) for a, b in ranges if a not in cached)
+    computed = executor.map(stage_cls, kwargs, todo, gpu=gpu) if len(cached) < len(ranges) else iter(())
+    for a, b in ranges:
+        res = cache.get(kind, a) if a in cached else None
+        if res is None:  # not cached, or a cached file that cannot be read (then the chunk is redone)
+            res = next(computed) if a not in cached else stage_cls(**kwargs)(make_item(a, b))
+            cache.put(kind, a, res)
         if progress:
-            progress(it["stop"] - it["start"])
+            progress(b - a)
         yield res
+
+
+class CodeStore:
+    """Per-frame codes of a clip in ``.npy`` memory maps, so that RAM does not grow with the clip's length."""
+
+    def __init__(self, root: Path | None) -> None:
+        self._tmp = None
+        if root is None:
+            self._tmp = tempfile.mkdtemp(prefix="vidinv-codes-")
+            root = Path(self._tmp)
+        self.root = Path(root) / "codes"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def array(self, name: str, shape: tuple, dtype=np.float32) -> np.ndarray:
+        return np.lib.format.open_memmap(self.root / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -130,16 +156,25 @@ def _runs(valid: np.ndarray, cuts: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def smooth_runs(x: np.ndarray, valid: np.ndarray, cuts: list[int], cfg: dict) -> np.ndarray:
-    """Apply a stabilizer (``{'method': 'gaussian', 'sigma': 3}`` ...) to each valid run separately."""
+def smooth_runs(x: np.ndarray, valid: np.ndarray, cuts: list[int], cfg: dict, inplace: bool = False,
+                block_bytes: int = 64 << 20) -> np.ndarray:
+    """Apply a stabilizer (``{'method': 'gaussian', 'sigma': 3}`` ...) to each valid run separately.
+
+    Large arrays (feature codes of a long clip, possibly memory-mapped) are filtered a block of
+    columns at a time, so the extra memory is about ``block_bytes`` whatever the clip's length.
+    """
     from stabilizers import build_stabilizer
 
     if not cfg or cfg.get("method", "none") == "none":
         return x
     filt = build_stabilizer(dict(cfg))
-    out = x.copy()
+    out = x if inplace else x.copy()
+    T = len(x)
+    flat = out.reshape(T, -1)
+    cols = max(1, block_bytes // max(1, T * flat.itemsize))
     for a, b in _runs(valid, cuts):
-        out[a:b] = np.asarray(filt(x[a:b]))
+        for c in range(0, flat.shape[1], cols):
+            flat[a:b, c : c + cols] = np.asarray(filt(np.array(flat[a:b, c : c + cols])))
     return out
 
 
@@ -244,32 +279,36 @@ class EditPipeline:
         return resolve_model_spec(self.cfg.models, offline=self.offline)
 
     def analyze(self, path: Path, info, cache: ChunkCache) -> list[dict]:
-        items = [dict(path=str(path), start=a, stop=b) for a, b in _chunks(info.n_frames, self.cfg.execution.chunk_size)]
         from pipelines.stages import AnalyzeStage
+
+        ranges = _chunks(info.n_frames, self.cfg.execution.chunk_size)
 
         bar = _Progress(info.n_frames, "detect", self.quiet)
         kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side,
                   upsample=self.cfg.faces.detect_upsample)
-        out = list(_cached_map(self.executor, AnalyzeStage, kw, items, cache, "analyze", gpu=False, progress=bar))
+        out = list(_cached_map(self.executor, AnalyzeStage, kw, ranges, lambda a, b: dict(path=str(path), start=a, stop=b),
+                               cache, "analyze", gpu=False, progress=bar))
         bar.close()
         return out
 
-    def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache) -> dict:
-        """Codes per target: ``{target index: {name: [T, ...]}}`` (rows of invalid frames are zero)."""
+    def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache, store: CodeStore) -> dict:
+        """Codes per target: ``{target index: {name: [T, ...]}}`` (memory-mapped; rows of invalid frames are zero)."""
         from pipelines.stages import InvertStage
 
-        items = []
-        for a, b in _chunks(info.n_frames, self.cfg.execution.chunk_size):
+        def make_item(a: int, b: int) -> dict:
             jobs = [(t, (ti, t), tg.M[t]) for ti, tg in enumerate(targets) for t in range(a, b) if tg.valid[t]]
-            items.append(dict(path=str(path), start=a, stop=b, jobs=jobs))
+            return dict(path=str(path), start=a, stop=b, jobs=jobs)
+
         bar = _Progress(info.n_frames, "invert", self.quiet)
         out: dict[int, dict[str, np.ndarray]] = {}
-        for res in _cached_map(self.executor, InvertStage, dict(spec=spec), items, cache, "invert", gpu=True, progress=bar):
+        ranges = _chunks(info.n_frames, self.cfg.execution.chunk_size)
+        for res in _cached_map(self.executor, InvertStage, dict(spec=spec), ranges, make_item, cache, "invert",
+                               gpu=True, progress=bar):
             for i, (ti, t) in enumerate(res["keys"]):
                 code = out.setdefault(ti, {})
                 for k, v in res["code"].items():
                     if k not in code:
-                        code[k] = np.zeros((info.n_frames,) + v.shape[1:], np.float32)
+                        code[k] = store.array(f"t{ti}_{k}", (info.n_frames,) + v.shape[1:])
                     code[k][t] = v[i]
         bar.close()
         return out
@@ -312,38 +351,38 @@ class EditPipeline:
             return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True)
         log.info("editing %d face track(s): %s", len(targets), ", ".join(f"#{t.track_id} frames {t.frames[0]}-{t.frames[1] - 1}" for t in targets))
 
-        t0 = time.perf_counter()
-        codes = self.invert(src, info, targets, spec, cache)
-        timings["invert_s"] = time.perf_counter() - t0
+        store = CodeStore(cache.root)
+        try:
+            t0 = time.perf_counter()
+            codes = self.invert(src, info, targets, spec, cache, store)
+            timings["invert_s"] = time.perf_counter() - t0
 
-        times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
-        per_target = self._edit_codes(targets, codes, directions, cuts, times)
+            times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
+            per_target = self._edit_codes(targets, codes, directions, cuts, times, store)
 
-        t0 = time.perf_counter()
-        from pipelines.stages import RenderStage
+            t0 = time.perf_counter()
+            from pipelines.stages import RenderStage
 
-        items = []
-        for a, b in _chunks(info.n_frames, self.cfg.execution.chunk_size):
-            jobs = []
-            for ti, tg in enumerate(targets):
-                if ti not in per_target:
-                    continue
-                code, WE = per_target[ti]
-                for t in range(a, b):
-                    if tg.valid[t]:
-                        jobs.append(dict(frame=t, M=tg.M[t], lm_crop=tg.lm_crop[t],
-                                         code={k: v[t] for k, v in code.items()},
-                                         w_edit=None if WE is None else WE[t]))
-            jobs.sort(key=lambda j: j["frame"])
-            items.append(dict(path=str(src), start=a, stop=b, jobs=jobs))
-        bar = _Progress(info.n_frames, "render", self.quiet)
-        n_written = 0
-        with VideoWriter(out, info, crf=self.cfg.output.crf, preset=self.cfg.output.preset, audio_from=src) as writer:
-            for res in _cached_map(self.executor, RenderStage, dict(spec=spec, blend=asdict(self.cfg.blend)), items,
-                                   cache, "render", gpu=True, progress=bar):
-                writer.write(res["frames"], res["pts"])
-                n_written += len(res["frames"])
-        bar.close()
+            def make_item(a: int, b: int) -> dict:
+                jobs = []
+                for ti, tg in enumerate(targets):
+                    if ti in per_target:
+                        jobs += [dict(frame=t, M=tg.M[t], lm_crop=tg.lm_crop[t], **frame_code(per_target[ti], t))
+                                 for t in range(a, b) if tg.valid[t]]
+                jobs.sort(key=lambda j: j["frame"])
+                return dict(path=str(src), start=a, stop=b, jobs=jobs)
+
+            bar = _Progress(info.n_frames, "render", self.quiet)
+            n_written = 0
+            ranges = _chunks(info.n_frames, self.cfg.execution.chunk_size)
+            with VideoWriter(out, info, crf=self.cfg.output.crf, preset=self.cfg.output.preset, audio_from=src) as writer:
+                for res in _cached_map(self.executor, RenderStage, dict(spec=spec, blend=asdict(self.cfg.blend)), ranges,
+                                       make_item, cache, "render", gpu=True, progress=bar):
+                    writer.write(res["frames"], res["pts"])
+                    n_written += len(res["frames"])
+            bar.close()
+        finally:
+            store.close()
         timings["render_write_s"] = time.perf_counter() - t0
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
             raise VidinvError(f"internal error: wrote {n_written} of {info.n_frames} frames")
@@ -368,10 +407,12 @@ class EditPipeline:
             out.append((d, float(strength)))
         return out
 
-    def _edit_codes(self, targets, codes, directions, cuts, times) -> dict:
+    def _edit_codes(self, targets, codes, directions, cuts, times, store: CodeStore, block: int = 256) -> dict:
         """Gather of pass 2: code smoothing, edits with their schedule, edit-delta smoothing.
 
-        Returns ``{target index: (code {name: [T, ...]}, w_edit [T, L, sd] or None)}``.
+        Returns ``{target index: (code {name: [T, ...]}, delta [T, L, sd] or None)}`` where the edited
+        latent of frame t is ``w[t] + delta[t]`` (see :func:`frame_code`). Arrays stay memory-mapped and
+        are processed ``block`` frames at a time.
         """
         import torch
 
@@ -385,18 +426,34 @@ class EditPipeline:
         for ti, tg in enumerate(targets):
             if ti not in codes:
                 continue
-            code = {k: smooth_runs(v, tg.valid, cuts, self.cfg.stabilize.codes) for k, v in codes[ti].items()}
+            code = {k: smooth_runs(v, tg.valid, cuts, self.cfg.stabilize.codes, inplace=True) for k, v in codes[ti].items()}
             if not directions:
                 out[ti] = (code, None)
                 continue
             W = code["w"]
-            if W.ndim == 2:  # a W code (one row): edit it in W+ with every row equal
-                W = np.repeat(W[:, None], self._n_latent, axis=1)
-            edits = [(d, torch.as_tensor(s * ramp, dtype=torch.float32)) for d, s in directions]
-            WE = apply_edits(torch.from_numpy(np.ascontiguousarray(W)), edits).numpy()
-            delta = smooth_runs(WE - W, tg.valid, cuts, self.cfg.stabilize.edit_delta)
-            out[ti] = (code, (W + delta).astype(np.float32))
+            L = W.shape[1] if W.ndim == 3 else self._n_latent
+            delta = store.array(f"t{ti}_delta", (T, L, W.shape[-1]))
+            for a in range(0, T, block):
+                w = torch.from_numpy(_as_wplus(np.array(W[a : a + block]), L))
+                edits = [(d, torch.as_tensor(s * ramp[a : a + block], dtype=torch.float32)) for d, s in directions]
+                delta[a : a + block] = (apply_edits(w, edits) - w).numpy()
+            delta[~tg.valid] = 0
+            smooth_runs(delta, tg.valid, cuts, self.cfg.stabilize.edit_delta, inplace=True)
+            out[ti] = (code, delta)
         return out
+
+
+def _as_wplus(w: np.ndarray, n_latent: int) -> np.ndarray:
+    """A W code ``[B, sd]`` repeated to W+ ``[B, L, sd]``; W+ returned as is."""
+    return np.repeat(w[:, None], n_latent, axis=1) if w.ndim == 2 else w
+
+
+def frame_code(target_codes: tuple, t: int) -> dict:
+    """One frame's job fields from ``(code, delta)``: ``{'code': {...}, 'w_edit': w + delta or None}``."""
+    code, delta = target_codes
+    c = {k: np.array(v[t]) for k, v in code.items()}
+    w_edit = None if delta is None else (_as_wplus(c["w"][None], delta.shape[1])[0] + delta[t]).astype(np.float32)
+    return {"code": c, "w_edit": w_edit}
 
 
 def analysis_pts(analysis: list[dict]) -> list[int]:
@@ -476,26 +533,31 @@ def reconstruct_clip(pipe: EditPipeline, src: str | os.PathLike, edits: list[tup
     targets = targets[:1]
     if not targets or not targets[0].valid.any():
         raise VidinvError(f"no face found in {src}")
-    codes = pipe.invert(src, info, targets, spec, cache)
-    times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
-    code, WE = pipe._edit_codes(targets, codes, directions, cuts, times)[0]
-    tg = targets[0]
-    items = []
-    for a, b in _chunks(info.n_frames, pipe.cfg.execution.chunk_size):
-        jobs = [dict(frame=t, M=tg.M[t], code={k: v[t] for k, v in code.items()}, w_edit=None if WE is None else WE[t])
-                for t in range(a, b) if tg.valid[t]]
-        items.append(dict(path=str(src), start=a, stop=b, jobs=jobs))
-    parts: dict[str, list] = {"frames": [], "source": [], "inversion": [], "edit": []}
-    bar = _Progress(info.n_frames, "reconstruct", pipe.quiet)
-    for res in _cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=metric_size), items, cache,
-                           "reconstruct", gpu=True, progress=bar):
-        if not res["frames"]:
-            continue
-        parts["frames"] += res["frames"]
-        for k in ("source", "inversion", "edit"):
-            if res[k] is not None:
-                parts[k].append(res[k])
-    bar.close()
+    store = CodeStore(None)
+    try:
+        codes = pipe.invert(src, info, targets, spec, cache, store)
+        times = np.asarray(analysis_pts(analysis), np.float64) * float(info.time_base)
+        per = pipe._edit_codes(targets, codes, directions, cuts, times, store)[0]
+        tg = targets[0]
+
+        def make_item(a: int, b: int) -> dict:
+            jobs = [dict(frame=t, M=tg.M[t], **frame_code(per, t)) for t in range(a, b) if tg.valid[t]]
+            return dict(path=str(src), start=a, stop=b, jobs=jobs)
+
+        parts: dict[str, list] = {"frames": [], "source": [], "inversion": [], "edit": []}
+        bar = _Progress(info.n_frames, "reconstruct", pipe.quiet)
+        for res in _cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=metric_size),
+                               _chunks(info.n_frames, pipe.cfg.execution.chunk_size), make_item, cache,
+                               "reconstruct", gpu=True, progress=bar):
+            if not res["frames"]:
+                continue
+            parts["frames"] += res["frames"]
+            for k in ("source", "inversion", "edit"):
+                if res[k] is not None:
+                    parts[k].append(res[k])
+        bar.close()
+    finally:
+        store.close()
     out: dict[str, Any] = {"frames": parts["frames"], "n_frames": info.n_frames, "track_id": tg.track_id}
     for k in ("source", "inversion", "edit"):
         out[k] = np.concatenate(parts[k]) if parts[k] else None

@@ -19,11 +19,13 @@ This module is the only place (with ``pipelines/``) that imports ``ray``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from typing import Any, Iterable, Iterator
 
 log = logging.getLogger(__name__)
+_END = object()
 
 
 class LocalExecutor:
@@ -102,6 +104,7 @@ class RayExecutor:
         cpus_per_worker: float = 1,
         max_restarts: int = 3,
         max_task_retries: int = 3,
+        max_in_flight: int | None = None,
     ) -> None:
         init_ray(address)
         ray = _ray()
@@ -119,6 +122,7 @@ class RayExecutor:
         self.cpus_per_worker = float(cpus_per_worker)
         self.max_restarts = max_restarts
         self.max_task_retries = max_task_retries
+        self.max_in_flight = max_in_flight
         self._pools: dict[tuple, Any] = {}
         log.info("ray: %d worker(s), %.2g GPU and %.2g CPU each", self._num_workers, gpus_per_worker, cpus_per_worker)
 
@@ -140,11 +144,27 @@ class RayExecutor:
         return self._pools[key]
 
     def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
+        """Ordered results; at most ``max_in_flight`` items are taken from ``items`` ahead of the consumer.
+
+        ``ActorPool`` hands an item to an actor as soon as one is free; the window bounds how many items
+        (and results waiting for the in-order consumer) exist at once, so memory does not grow with the
+        number of items.
+        """
         from ray.util import ActorPool
 
-        pool = ActorPool(self.actors(stage_cls, stage_kwargs, gpu))
-        # ActorPool.map submits an item only when an actor is free: bounded memory, ordered results.
-        yield from pool.map(lambda actor, item: actor.run.remote(item), items)
+        actors = self.actors(stage_cls, stage_kwargs, gpu)
+        pool = ActorPool(actors)
+        window = self.max_in_flight or 2 * len(actors)
+        it = iter(items)
+        submit = lambda actor, item: actor.run.remote(item)  # noqa: E731
+        for item in itertools.islice(it, window):
+            pool.submit(submit, item)
+        while pool.has_next():
+            result = pool.get_next()
+            nxt = next(it, _END)
+            if nxt is not _END:
+                pool.submit(submit, nxt)
+            yield result
 
     def shutdown(self) -> None:
         ray = _ray()
@@ -169,6 +189,7 @@ def make_executor(cfg) -> LocalExecutor | RayExecutor:
             num_workers=cfg.num_workers,
             gpus_per_worker=cfg.gpus_per_worker,
             cpus_per_worker=cfg.cpus_per_worker,
+            max_in_flight=cfg.max_in_flight,
         )
     raise VidinvError(f"unknown executor {cfg.executor!r}; choose 'ray' or 'local'")
 

@@ -103,3 +103,23 @@ def test_two_node_cluster_gets_work_on_both_nodes(tmp_path):
     n_used, n_nodes = map(int, line.split()[1:])
     assert n_nodes == 2
     assert n_used == 2  # one actor per node: work landed on both
+
+
+@pytest.mark.ray
+def test_ray_map_takes_items_lazily(ray_local):
+    """Backpressure: no more than the window of items is drawn ahead of the consumer."""
+    ex = RayExecutor(num_workers=2, cpus_per_worker=0.5, max_in_flight=3)
+    drawn = []
+
+    def items():
+        for i in range(20):
+            drawn.append(i)
+            yield i
+
+    gen = ex.map(SquareStage, {}, items())
+    first = next(gen)
+    assert first["x"] == 0
+    assert len(drawn) <= 4  # the window (3) plus the one submitted after the first result
+    rest = list(gen)
+    assert [r["x"] for r in rest] == list(range(1, 20))
+    ex.shutdown()
