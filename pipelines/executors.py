@@ -133,6 +133,8 @@ class RayExecutor:
     def actors(self, stage_cls: type, stage_kwargs: dict, gpu: bool = False) -> list:
         key = (stage_cls, repr(sorted(stage_kwargs.items(), key=lambda kv: kv[0])), gpu)
         if key not in self._pools:
+            # the passes run one after the other: free the previous pass's workers (and their CPUs/GPUs)
+            self.shutdown()
             ray = _ray()
             remote = ray.remote(_ActorStage).options(
                 num_cpus=self.cpus_per_worker,
