@@ -127,3 +127,14 @@ def check_code(code: Mapping[str, Tensor], keys: tuple[str, ...], what: str = "c
     if len(set(sizes.values())) > 1:
         raise VidinvError(f"{what}: entries have different batch sizes {sizes}")
     return next(iter(sizes.values())) if sizes else 0
+
+
+def latent_to_render(inv: Any, code: Mapping[str, Tensor], w_edit: Tensor | None) -> Tensor:
+    """The W+ latent a render uses: the code's ``'w'``, or ``w_edit`` in its place, expanded to
+    ``[B,L,sd]`` and checked against the code's batch size. Shape: -> ``[B,L,sd]``."""
+    B = check_code(code, ("w",), f"{inv.name} code")
+    w = expand_w(code["w"] if w_edit is None else w_edit, inv.n_latent, inv.style_dim,
+                 f"{inv.name} w" if w_edit is None else f"{inv.name} w_edit")
+    if w.shape[0] != B:
+        raise VidinvError(f"{inv.name}: w_edit has batch {w.shape[0]}, the code {B}")
+    return w

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from vidinv.errors import VidinvError
-from vidinv.inverters.base import Code, check_code, check_images, expand_w, register_inverter
+from vidinv.inverters.base import Code, check_code, check_images, latent_to_render, register_inverter
 from vidinv.models.hyperinverter import HyperInverterNet, load_hyperinverter, tiny_hyperinverter
 
 PREFIX = "dw."
@@ -93,15 +93,7 @@ class HyperInverterInverter:
         Shape:
             -> ``[B,3,S,S]``.
         """
-        B = check_code(code, ("w",), "hyperinverter code")
-        w = expand_w(
-            code["w"] if w_edit is None else w_edit,
-            self.n_latent,
-            self.style_dim,
-            "hyperinverter w" if w_edit is None else "hyperinverter w_edit",
-        )
-        if w.shape[0] != B:
-            raise VidinvError(f"hyperinverter: w_edit has batch {w.shape[0]}, the code {B}")
+        w = latent_to_render(self, code, w_edit)
         return self.net.decoder.render(w, self.predicted_weights(code), noise, self.noise_mode)
 
     def to(self, device: Any) -> HyperInverterInverter:

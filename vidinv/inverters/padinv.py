@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidinv.errors import VidinvError
-from vidinv.inverters.base import Code, check_code, check_images, expand_w, register_inverter
+from vidinv.inverters.base import Code, check_images, latent_to_render, register_inverter
 from vidinv.models.padinv import PadInvEncoder, PadInvGenerator, load_padinv, tiny_padinv
 
 ENCODER_SIZE = 256
@@ -90,15 +90,7 @@ class PadInvInverter:
         Shape:
             -> ``[B,3,S,S]``.
         """
-        B = check_code(code, ("w",), "padinv code")
-        w = expand_w(
-            code["w"] if w_edit is None else w_edit,
-            self.n_latent,
-            self.style_dim,
-            "padinv w" if w_edit is None else "padinv w_edit",
-        )
-        if w.shape[0] != B:
-            raise VidinvError(f"padinv: w_edit has batch {w.shape[0]}, the code {B}")
+        w = latent_to_render(self, code, w_edit)
         return self.generator.render(w, self.padding_maps(code), noise, self.noise_mode)
 
     def to(self, device: Any) -> PadInvInverter:
