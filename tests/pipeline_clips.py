@@ -29,8 +29,14 @@ def face_frames(n: int, size: tuple[int, int] = (192, 192), fps: float = 25.0, s
 
 
 def write_clip(path: Path, frames: np.ndarray, pts: list[int] | None = None, time_base: Fraction = Fraction(1, 25),
-               audio: bool = True, pix_fmt: str | None = None) -> Path:
-    """Encode frames (uint8 [T,H,W,3]) with explicit pts (VFR when uneven) and an AAC tone."""
+               audio: bool = True, pix_fmt: str | None = None, rotation: int = 0) -> Path:
+    """Encode upright frames (uint8 [T,H,W,3]) with explicit pts (VFR when uneven) and an AAC tone.
+
+    ``rotation`` (clockwise degrees a player applies) stores the frames turned the other way and writes
+    the display matrix, as phones do, so that the clip plays upright.
+    """
+    if rotation:
+        frames = np.stack([np.rot90(f, k=rotation // 90) for f in frames])
     n, h, w = frames.shape[:3]
     pts = list(range(n)) if pts is None else list(pts)
     with av.open(str(path), "w") as out:
@@ -40,6 +46,8 @@ def write_clip(path: Path, frames: np.ndarray, pts: list[int] | None = None, tim
         vs.time_base = time_base
         vs.codec_context.time_base = time_base
         vs.options = {"crf": "16"}
+        if rotation:
+            vs.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
         au = out.add_stream("aac", rate=44100) if audio else None
         for img, p in zip(frames, pts):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")

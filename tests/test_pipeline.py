@@ -125,6 +125,28 @@ def test_vfr_odd_size_clip(tmp_path):
     assert np.allclose(a_pts, b_pts, atol=1e-3)
 
 
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotated_phone_clip(tmp_path, rotation):
+    """Faces are processed upright and the output plays the way the input does."""
+    from vidinv.io.video import probe
+
+    f = face_frames(6, size=(160, 192))
+    src = write_clip(tmp_path / "rot.mp4", f, rotation=rotation)
+    info = probe(src)
+    assert info.rotation == rotation
+    res = run_edit(tiny_cfg(), src, tmp_path / "out.mp4")
+    assert res.faces_edited == 6
+    out = probe(tmp_path / "out.mp4")
+    assert (out.display_width, out.display_height) == (info.display_width, info.display_height) == (160, 192)
+    from vidinv.io.video import VideoReader
+
+    a = next(iter(VideoReader(src).chunks(6))).frames
+    b = next(iter(VideoReader(tmp_path / "out.mp4").chunks(6))).frames
+    # upright in both: the top rows (background above the head) are untouched, the face differs
+    assert np.abs(a[:, :8].astype(int) - b[:, :8].astype(int)).mean() < 2.0
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 1.0
+
+
 def test_face_appearing_halfway(tmp_path):
     f = face_frames(16)
     f[:8] = 90  # a flat grey shot before the face appears
