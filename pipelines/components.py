@@ -25,6 +25,25 @@ ZOO_CHECKPOINTS = {"fs": ZOO_ENCODER, "e4e": "e4e_ffhq_encode", "psp": "psp_ffhq
                    "hfgi": None, "hyperinverter": None, "padinv": None}
 
 
+ZOO_PARSER = "bisenet_79999"
+
+
+def resolve_parser(mask_mode: str, offline: bool | None = None) -> str | None:
+    """The BiSeNet checkpoint for parsing masks: ``auto`` uses it when present, ``parsing`` requires it."""
+    from vidinv.errors import VidinvError
+
+    if mask_mode == "landmarks":
+        return None
+    if mask_mode not in ("auto", "parsing"):
+        raise VidinvError(f"unknown mask {mask_mode!r}; choose auto, landmarks or parsing")
+    from vidinv.zoo import Zoo
+
+    zoo = Zoo()
+    if mask_mode == "auto":
+        return str(zoo.path(ZOO_PARSER)) if zoo.status(ZOO_PARSER) in ("present", "verified") else None
+    return str(zoo.require(ZOO_PARSER, offline=offline))
+
+
 def resolve_model_spec(models_cfg, offline: bool | None = None) -> dict:
     """Turn a ``ModelConfig`` into a spec with concrete paths (fetching or failing with the zoo's message)."""
     from pathlib import Path

@@ -330,6 +330,9 @@ class EditPipeline:
             raise InputError(f"{src}: the video has no frames")
         edits = list(edits or [])
         spec = self.model_spec()  # fails here, before any work, when weights are missing
+        from pipelines.components import resolve_parser
+
+        parser = resolve_parser(self.cfg.blend.mask, self.offline)
         directions = self._directions(edits, spec)
         cache_root = Path(self.cfg.execution.cache_dir) if self.cfg.execution.cache_dir else out.parent / f".{out.name}.vidinv-cache"
         cache = ChunkCache(cache_root, _run_key(src, self.cfg, edits))
@@ -375,8 +378,9 @@ class EditPipeline:
             bar = _Progress(info.n_frames, "render", self.quiet)
             n_written = 0
             ranges = _chunks(info.n_frames, self.cfg.execution.chunk_size)
+            blend = dict(asdict(self.cfg.blend), parser=parser)
             with VideoWriter(out, info, crf=self.cfg.output.crf, preset=self.cfg.output.preset, audio_from=src) as writer:
-                for res in _cached_map(self.executor, RenderStage, dict(spec=spec, blend=asdict(self.cfg.blend)), ranges,
+                for res in _cached_map(self.executor, RenderStage, dict(spec=spec, blend=blend), ranges,
                                        make_item, cache, "render", gpu=True, progress=bar):
                     writer.write(res["frames"], res["pts"])
                     n_written += len(res["frames"])

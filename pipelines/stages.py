@@ -109,6 +109,28 @@ class RenderStage:
         self.m = build_models(spec)
         self.batch = int(spec.get("batch_size", 4))
         self.blend = dict(blend)
+        self.parser = None
+        if self.blend.get("parser"):
+            from vidinv.models.bisenet import load_bisenet
+
+            self.parser = load_bisenet(self.blend["parser"]).to(self.m.device)
+
+    @torch.no_grad()
+    def masks(self, images: torch.Tensor, lm_crop: np.ndarray) -> torch.Tensor:
+        """Blend masks in crop space [N,1,S,S]: BiSeNet's face classes when its weights are present, else the
+        landmark hull; both dilated/feathered by the configured fractions of the crop size."""
+        from vidinv.faces.mask import feather, landmark_hull_mask, parsing_mask
+
+        size = images.shape[-1]
+        if self.parser is None:
+            lm = torch.as_tensor(lm_crop, dtype=torch.float32)
+            return landmark_hull_mask(lm, size, dilate=self.blend.get("dilate", 0.02),
+                                      feather=self.blend.get("feather", 0.04))
+        from vidinv.models.bisenet import parse_faces
+
+        labels = torch.cat([parse_faces(self.parser, images[b : b + self.batch].to(self.m.device) * 2 - 1).cpu()
+                            for b in range(0, len(images), self.batch)])
+        return feather(parsing_mask(labels), self.blend.get("feather", 0.04) * size)
 
     @torch.no_grad()
     def render(self, codes: list[dict], w_edit: list | None) -> torch.Tensor:
@@ -125,7 +147,6 @@ class RenderStage:
     def __call__(self, item: dict) -> dict:
         from vidinv.faces.align import unalign
         from vidinv.faces.blend import blend_alpha, blend_laplacian, blend_poisson
-        from vidinv.faces.mask import landmark_hull_mask
 
         chunk = _read(item)
         frames = chunk.frames.copy()
@@ -133,14 +154,10 @@ class RenderStage:
         out: dict[str, Any] = {"start": item["start"], "pts": np.asarray(chunk.pts), "frames": frames}
         if not jobs:
             return out
-        m = self.m
-        size = m.size
         h, w_ = frames.shape[1:3]
         w_edit = [j["w_edit"] for j in jobs] if jobs[0].get("w_edit") is not None else None
         images = (self.render([j["code"] for j in jobs], w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1]
-        lm = torch.as_tensor(np.stack([j["lm_crop"] for j in jobs]), dtype=torch.float32)
-        masks = landmark_hull_mask(lm, size, dilate=self.blend.get("dilate", 0.02),
-                                   feather=self.blend.get("feather", 0.04))
+        masks = self.masks(images, np.stack([j["lm_crop"] for j in jobs]))
         method = self.blend.get("method", "alpha")
         for idx, job in enumerate(jobs):  # faces of one frame are blended one after the other
             fi = job["frame"] - item["start"]

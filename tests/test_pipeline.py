@@ -147,6 +147,27 @@ def test_rotated_phone_clip(tmp_path, rotation):
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 1.0
 
 
+def test_parsing_mask_when_bisenet_present(tmp_path):
+    """With BiSeNet weights (random here) the blend mask comes from its face classes, else from the landmarks."""
+    import torch
+
+    from pipelines.stages import RenderStage
+    from vidinv.models.bisenet import BiSeNet
+
+    torch.manual_seed(0)
+    torch.save(BiSeNet(19).state_dict(), tmp_path / "79999_iter.pth")
+    spec = {"inverter": "fs", "generator": "tiny", "encoder": "tiny", "device": "cpu", "precision": "fp32",
+            "batch_size": 2, "feature_layer": 5, "feature_scale": 1.0, "noise_seed": 0, "allow_pickle": False}
+    images = torch.rand(3, 3, 64, 64)
+    lm = np.tile(np.array([[20.0, 20.0], [44.0, 20.0], [44.0, 50.0], [20.0, 50.0]] * 17, np.float32), (3, 1, 1))
+    hull = RenderStage(spec, {"feather": 0.04})
+    parsed = RenderStage(spec, {"feather": 0.04, "parser": str(tmp_path / "79999_iter.pth")})
+    m0, m1 = hull.masks(images, lm), parsed.masks(images, lm)
+    assert m0.shape == m1.shape == (3, 1, 64, 64)
+    assert float(m1.min()) >= 0 and float(m1.max()) <= 1
+    assert not torch.allclose(m0, m1)
+
+
 def test_face_appearing_halfway(tmp_path):
     f = face_frames(16)
     f[:8] = 90  # a flat grey shot before the face appears
