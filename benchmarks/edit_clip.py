@@ -28,22 +28,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_common import trim_clip  # noqa: E402
+
 SHARED = Path(os.environ.get("VIDINV_SHARED", REPO.parent / "shared"))
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def trim_clip(src: Path, dst: Path, n: int) -> None:
-    """The first n frames of src (re-encoded losslessly-ish, audio dropped) into dst."""
-    from vidinv.io.video import VideoReader, VideoWriter, probe
-
-    info = probe(src)
-    reader = VideoReader(src)
-    chunk = reader.read_range(0, n)
-    with VideoWriter(dst, info, crf=12, audio_from=None) as w:
-        w.write(chunk.frames, chunk.pts)
 
 
 def build_full_models(tmp: Path) -> tuple[Path, Path]:

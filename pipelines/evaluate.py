@@ -16,8 +16,9 @@ from vidinv.config import PipelineConfig
 log = logging.getLogger(__name__)
 
 
-def _eval_one(cfg_dict: dict, src: str, edits: list, identity: str, lpips_net: str | None,
+def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: str | None,
               offline: bool | None, metric_size: int) -> dict:
+    """One clip, every inverter: ``cfg_dicts`` maps an inverter name to its resolved pipeline config."""
     from pipelines.edit import EditPipeline, reconstruct_clip
     from pipelines.executors import LocalExecutor
     from vidinv.config import load_config
@@ -25,12 +26,19 @@ def _eval_one(cfg_dict: dict, src: str, edits: list, identity: str, lpips_net: s
     from vidinv.metrics.report import evaluate_clip
 
     try:
-        cfg = load_config(overrides=cfg_dict)
-        pipe = EditPipeline(cfg, executor=LocalExecutor(), quiet=True, offline=offline)
-        rec = reconstruct_clip(pipe, src, edits, metric_size=metric_size)
-        methods = {"inversion": rec["inversion"]}
-        if rec["edit"] is not None:
-            methods["edit"] = rec["edit"]
+        methods, source, frames, rec = {}, None, None, {}
+        single = len(cfg_dicts) == 1
+        for name, cfg_dict in cfg_dicts.items():
+            cfg = load_config(overrides=cfg_dict)
+            pipe = EditPipeline(cfg, executor=LocalExecutor(), quiet=True, offline=offline)
+            rec = reconstruct_clip(pipe, src, edits, metric_size=metric_size)
+            if source is None:
+                source, frames = rec["source"], rec["frames"]
+            elif rec["frames"] != frames:
+                raise VidinvError(f"{name}: the face track differs between inverters ({len(rec['frames'])} vs {len(frames)} frames)")
+            methods["inversion" if single else name] = rec["inversion"]
+            if rec["edit"] is not None:
+                methods["edit" if single else f"{name}+edit"] = rec["edit"]
         backend = get_identity_backend(identity)
         lp = None
         if lpips_net:
@@ -38,7 +46,7 @@ def _eval_one(cfg_dict: dict, src: str, edits: list, identity: str, lpips_net: s
 
             ok, _ = lpips_available()
             lp = LPIPSMetric() if ok else None
-        rows, clip = evaluate_clip(rec["source"], methods, backend, lpips=lp)
+        rows, clip = evaluate_clip(source, methods, backend, lpips=lp)
         return {"input": src, "status": "ok", "rows": rows, "clip": clip, "backend": backend.name,
                 "frames": len(rec["frames"]), "n_frames": rec["n_frames"]}
     except Exception as exc:  # reported in the summary; never stops the other clips
@@ -51,8 +59,11 @@ def _eval_one(cfg_dict: dict, src: str, edits: list, identity: str, lpips_net: s
 def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos: int = 120, seed: int = 0,
                      actors=None, emotions=None, modalities=None, edits=None, identity: str = "auto",
                      lpips_net: str | None = "alex", offline: bool | None = None, quiet: bool = False,
-                     metric_size: int = 256) -> dict:
-    """Sample, reconstruct, measure and report. Returns the summary dict that ``summary.json`` holds."""
+                     metric_size: int = 256, inverters: list[str] | None = None,
+                     checkpoints: dict[str, str] | None = None) -> dict:
+    """Sample, reconstruct, measure and report (``inverters``: compare several methods on the same crops;
+    ``checkpoints``: an inverter name -> its checkpoint, for those the zoo does not host).
+    Returns what was written and the failures."""
     from pipelines.batch import map_clips
     from pipelines.components import resolve_model_spec
     from vidinv.errors import InputError
@@ -77,10 +88,17 @@ def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos:
         if not ok:
             log.warning("%s", reason)  # said once; the other metrics are still reported
             lpips_reason, lpips_net = reason, None
-    spec = resolve_model_spec(cfg.models, offline=offline)
-    cfg = replace(cfg, models=replace(cfg.models, generator=spec["generator"], encoder=spec["encoder"]))
-    cfg_dict = asdict(cfg)
-    args = [(cfg_dict, str(it.path), list(edits or []), backend.name if identity == "auto" else identity,
+    cfg_dicts = {}
+    for name in inverters or [cfg.models.inverter]:
+        m = replace(cfg.models, inverter=name)
+        if checkpoints and name in checkpoints:
+            m = replace(m, encoder=checkpoints[name])
+        elif name != cfg.models.inverter and cfg.models.encoder not in ("tiny",):
+            m = replace(m, encoder="zoo")  # --encoder names the first method's file, not every method's
+        spec = resolve_model_spec(m, offline=offline)  # a missing file fails here, before any clip
+        cfg_dicts[name] = asdict(replace(cfg, models=replace(m, generator=spec["generator"] or m.generator,
+                                                             encoder=spec["encoder"])))
+    args = [(cfg_dicts, str(it.path), list(edits or []), backend.name if identity == "auto" else identity,
              lpips_net, offline, metric_size) for it in chosen]
     results = map_clips(_eval_one, args, cfg, quiet=quiet)
     ok = {Path(r["input"]).stem: (r["rows"], r["clip"]) for r in results if r["status"] == "ok"}

@@ -116,21 +116,34 @@ class RenderStage:
             self.parser = load_bisenet(self.blend["parser"]).to(self.m.device)
 
     @torch.no_grad()
-    def masks(self, images: torch.Tensor, lm_crop: np.ndarray) -> torch.Tensor:
+    def masks(self, images: torch.Tensor, lm_crop: np.ndarray, mask_size: int = 256) -> torch.Tensor:
         """Blend masks in crop space [N,1,S,S]: BiSeNet's face classes when its weights are present, else the
-        landmark hull; both dilated/feathered by the configured fractions of the crop size."""
+        landmark hull; dilated/feathered by the configured fractions of the crop size.
+
+        The mask is smooth, so it is made at ``mask_size`` (a feathered 1024 mask costs ~0.15 s a face on a
+        CPU, mostly the blur) and resized to the crop.
+        """
+        import torch.nn.functional as Fnn
+
         from vidinv.faces.mask import feather, landmark_hull_mask, parsing_mask
 
         size = images.shape[-1]
+        ms = min(size, mask_size)
         if self.parser is None:
-            lm = torch.as_tensor(lm_crop, dtype=torch.float32)
-            return landmark_hull_mask(lm, size, dilate=self.blend.get("dilate", 0.02),
-                                      feather=self.blend.get("feather", 0.04))
-        from vidinv.models.bisenet import parse_faces
+            lm = torch.as_tensor(lm_crop, dtype=torch.float32) * (ms / size)
+            m = landmark_hull_mask(lm, ms, dilate=self.blend.get("dilate", 0.02), feather=self.blend.get("feather", 0.04))
+        else:
+            from vidinv.models.bisenet import parse_faces
 
-        labels = torch.cat([parse_faces(self.parser, images[b : b + self.batch].to(self.m.device) * 2 - 1).cpu()
-                            for b in range(0, len(images), self.batch)])
-        return feather(parsing_mask(labels), self.blend.get("feather", 0.04) * size)
+            labels = torch.cat([parse_faces(self.parser, images[b : b + self.batch].to(self.m.device) * 2 - 1).cpu()
+                                for b in range(0, len(images), self.batch)])
+            m = parsing_mask(labels)
+            if m.shape[-1] != ms:
+                m = Fnn.interpolate(m, size=(ms, ms), mode="bilinear", align_corners=False)
+            m = feather(m, self.blend.get("feather", 0.04) * ms)
+        if ms != size:
+            m = Fnn.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
+        return m.clamp(0, 1)
 
     @torch.no_grad()
     def render(self, codes: list[dict], w_edit: list | None) -> torch.Tensor:

@@ -60,6 +60,18 @@ def test_eval_ravdess_end_to_end(ravdess_tree, tmp_path, capsys):
     assert '"ic"' in text
 
 
+def test_eval_compares_inverters_on_the_same_crops(ravdess_tree, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["eval", "ravdess", str(ravdess_tree), "--num-videos", "1", "--identity", "dlib", "--no-lpips",
+               "--inverters", "fs,e4e,padinv", "--generator", "tiny", "--encoder", "tiny", "--executor", "local",
+               "--detector", "dlib", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    text = json.dumps(summary)
+    for name in ("fs", "e4e", "padinv", "source"):
+        assert f'"{name}"' in text
+
+
 def test_eval_filters_and_reproducible_sampling(ravdess_tree, tmp_path):
     from vidinv.metrics.ravdess import sample_videos, scan_tree
 

@@ -9,6 +9,7 @@ EXAMPLES = """examples:
   vidinv eval ravdess /data/RAVDESS --num-videos 120 --seed 0 --out eval/
   vidinv eval ravdess /data/RAVDESS --actors 1,2 --emotions happy,sad --attr smile --strength 1
   vidinv eval ravdess ROOT --identity dlib --executor local --generator tiny --encoder tiny
+  vidinv eval ravdess ROOT --inverters fs,e4e,hfgi --checkpoint hfgi=hfgi.pt
 
 outputs: one CSV per video, summary.json (mean/median/std per metric and method), ic_boxplot.png
 (Fig. 9 style), report.md (names the identity backend: figures from different backends are not comparable).
@@ -17,6 +18,18 @@ outputs: one CSV per video, summary.json (mean/median/std per metric and method)
 
 def _csv_list(s: str | None):
     return None if not s else [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    from vidinv.errors import VidinvError
+
+    out = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep or not name or not path:
+            raise VidinvError(f"--checkpoint {it}: expected NAME=PATH")
+        out[name] = path
+    return out
 
 
 def add_parser(sub) -> None:
@@ -36,6 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument("--identity", default="auto", help="auto | arcface | insightface | dlib")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--metric-size", type=int, default=256, help="crops are compared at this size")
+    p.add_argument("--inverters", help="compare inverters on the same crops, e.g. fs,e4e,hfgi (one box each in the plot)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                   help="checkpoint of an inverter the zoo does not host (hfgi, hyperinverter, padinv); repeatable")
     p.add_argument("--out", "-o", default="vidinv_eval", help="output folder")
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
@@ -56,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         emotions=_csv_list(args.emotions), modalities=_csv_list(args.modalities),
         edits=parse_edits(args.attr, args.strength), identity=args.identity,
         lpips_net=None if args.no_lpips else "alex", offline=True if args.offline else None, quiet=args.quiet,
-        metric_size=args.metric_size,
+        metric_size=args.metric_size, inverters=_csv_list(args.inverters), checkpoints=_pairs(args.checkpoint),
     )
     n_ok = summary.get("n_ok", 0) if isinstance(summary, dict) else 0
     n_failed = summary.get("n_failed", 0) if isinstance(summary, dict) else 0
