@@ -123,3 +123,24 @@ def test_ray_map_takes_items_lazily(ray_local):
     rest = list(gen)
     assert [r["x"] for r in rest] == list(range(1, 20))
     ex.shutdown()
+
+
+@pytest.mark.ray
+def test_many_clips_on_ray_failure_is_reported(ray_local, tmp_path):
+    """`vidinv edit DIR --out OUTDIR` on Ray: one Ray task per clip; a bad clip is reported, the others finish."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pipeline_clips import face_frames, write_clip
+
+    from pipelines.batch import edit_many
+    from vidinv.config import load_config
+
+    clips = [write_clip(tmp_path / "a.mp4", face_frames(4)), write_clip(tmp_path / "b.mp4", face_frames(4, seed=1))]
+    bad = tmp_path / "c.mp4"
+    bad.write_bytes(b"not a video")
+    cfg = load_config(overrides={"models": {"generator": "tiny", "encoder": "tiny"}, "faces": {"detector": "dlib"},
+                                 "execution": {"executor": "ray", "cpus_per_worker": 0.5}})
+    rows = edit_many(clips + [bad], tmp_path / "out", [], cfg, quiet=True)
+    status = {Path(r["input"]).name: r["status"] for r in rows}
+    assert status == {"a.mp4": "ok", "b.mp4": "ok", "c.mp4": "failed"}
+    assert all(Path(r["output"]).is_file() for r in rows if r["status"] == "ok")
+    assert "c.mp4" in [Path(r["input"]).name for r in rows if "error" in r][0]
