@@ -179,8 +179,11 @@ def smooth_runs(x: np.ndarray, valid: np.ndarray, cuts: list[int], cfg: dict, in
 
 
 def plan_geometry(analysis: list[dict], n_frames: int, cfg: PipelineConfig, size: int,
-                  frames_for_flow: Callable | None = None) -> tuple[list[Target], list, list[int]]:
-    """Gather of pass 1: cuts, tracks, the selected targets and their smoothed align matrices."""
+                  refine: Callable | None = None) -> tuple[list[Target], list, list[int]]:
+    """Gather of pass 1: cuts, tracks, the selected targets and their smoothed align matrices.
+
+    ``refine(landmarks [n][T,68,2], valid [n][T], cuts) -> landmarks`` is the optional optical-flow pass.
+    """
     from vidinv.faces.align import ffhq_quad, quad_to_matrix
     from vidinv.faces.detect import Face
     from vidinv.faces.track import build_tracks, cuts_from_histograms, select_tracks
@@ -196,9 +199,12 @@ def plan_geometry(analysis: list[dict], n_frames: int, cfg: PipelineConfig, size
     tracks = build_tracks(dets, max_gap=cfg.faces.max_gap, cuts=cuts)
     tracks = [t for t in tracks if len(t.frames) >= min(cfg.faces.min_track_length, n_frames)]
     chosen = select_tracks(tracks, _face_mode(cfg.faces.face)) if tracks else []
+    arrays = [tr.landmarks_array(n_frames) for tr in chosen]
+    if refine is not None and arrays:
+        refined = refine([a[0] for a in arrays], [a[1] for a in arrays], cuts)
+        arrays = [(r, a[1]) for r, a in zip(refined, arrays)]
     targets = []
-    for tr in chosen:
-        lm, valid = tr.landmarks_array(n_frames)
+    for tr, (lm, valid) in zip(chosen, arrays):
         lm = smooth_runs(lm.astype(np.float64), valid, cuts, cfg.stabilize.landmarks)
         quads = ffhq_quad(lm)
         quads = smooth_runs(quads, valid, cuts, cfg.stabilize.quads)
@@ -291,6 +297,27 @@ class EditPipeline:
         bar.close()
         return out
 
+    def refine(self, path: Path, info, lms: list, valids: list, cuts: list[int], cache: ChunkCache) -> list:
+        """The optical-flow pass: Lucas-Kanade refinement of each target's landmarks, parallel over chunks
+        (each chunk starts one frame early so that its first frame is tracked from the previous one)."""
+        from pipelines.stages import RefineStage
+
+        def make_item(a: int, b: int) -> dict:
+            a0 = max(0, a - 1)
+            seg = [c - a0 for c in cuts if a0 < c < b]
+            return dict(path=str(path), start=a0, stop=b, segments=seg,
+                        landmarks=[lm[a0:b] for lm in lms], valid=[v[a0:b] for v in valids])
+
+        out = [lm.copy() for lm in lms]
+        bar = _Progress(info.n_frames, "flow", self.quiet)
+        ranges = _chunks(info.n_frames, self.cfg.execution.chunk_size)
+        for (a, b), res in zip(ranges, _cached_map(self.executor, RefineStage, {}, ranges, make_item, cache, "refine",
+                                                   gpu=False, progress=bar)):
+            for i, lm in enumerate(res["landmarks"]):
+                out[i][a:b] = lm[a - res["start"]:]
+        bar.close()
+        return out
+
     def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache, store: CodeStore) -> dict:
         """Codes per target: ``{target index: {name: [T, ...]}}`` (memory-mapped; rows of invalid frames are zero)."""
         from pipelines.stages import InvertStage
@@ -343,7 +370,9 @@ class EditPipeline:
         timings["analyze_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         size, self._n_latent, _ = model_dims(spec)
-        targets, tracks, cuts = plan_geometry(analysis, info.n_frames, self.cfg, size)
+        refine = (lambda lms, valids, cuts: self.refine(src, info, lms, valids, cuts, cache)) \
+            if self.cfg.stabilize.flow_refine else None
+        targets, tracks, cuts = plan_geometry(analysis, info.n_frames, self.cfg, size, refine=refine)
         timings["plan_s"] = time.perf_counter() - t0
         if not targets or not any(t.valid.any() for t in targets):
             if not allow_no_face:

@@ -66,6 +66,24 @@ class AnalyzeStage:
         return {"start": item["start"], "faces": out, "hists": hists, "pts": np.asarray(chunk.pts)}
 
 
+class RefineStage:
+    """Optional pass between tracking and alignment (CPU): Lucas-Kanade refinement of the target landmarks
+    over a chunk's frames, as the official video pipeline does (the flow chain restarts at each chunk)."""
+
+    def __init__(self, official: bool = True) -> None:
+        from stabilizers import FlowLandmarkRefiner
+
+        self.refiner = FlowLandmarkRefiner.official() if official else FlowLandmarkRefiner()
+
+    def __call__(self, item: dict) -> dict:
+        chunk = _read(item)
+        out = []
+        for lm, valid in zip(item["landmarks"], item["valid"]):  # per target: [t,68,2], [t]
+            out.append(np.asarray(self.refiner(chunk.frames, lm, segments=item.get("segments"), valid=valid),
+                                  np.float32) if valid.any() else lm)
+        return {"start": item["start"], "landmarks": out}
+
+
 def _stack_codes(codes: list[dict], device, dtype) -> dict:
     """Per-face code dicts of numpy arrays -> one batched dict of tensors."""
     return {k: torch.as_tensor(np.stack([c[k] for c in codes]), device=device, dtype=dtype) for k in codes[0]}

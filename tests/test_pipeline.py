@@ -86,6 +86,32 @@ def test_smoke_inversion_and_edit(face_clip, tmp_path):
     assert not list(tmp_path.glob(".*vidinv-cache*"))
 
 
+def test_flow_refined_landmarks(face_clip, tmp_path):
+    """The optional Lucas-Kanade pass runs over chunks and changes the geometry only slightly."""
+    from pipelines.edit import plan_geometry
+    from vidinv.io.video import probe
+
+    cfg = tiny_cfg(execution={"chunk_size": 8}, stabilize={"flow_refine": True})
+    pipe = EditPipeline(cfg, executor=LocalExecutor(), quiet=True)
+    info = probe(face_clip)
+    from pipelines.edit import ChunkCache
+
+    analysis = pipe.analyze(face_clip, info, ChunkCache(None, ""))
+    calls = []
+
+    def refine(lms, valids, cuts):
+        calls.append(len(lms))
+        return pipe.refine(face_clip, info, lms, valids, cuts, ChunkCache(None, ""))
+
+    plain, _, _ = plan_geometry(analysis, info.n_frames, cfg, 64)
+    flow, _, _ = plan_geometry(analysis, info.n_frames, cfg, 64, refine=refine)
+    assert calls == [1]
+    d = np.abs(plain[0].lm_crop - flow[0].lm_crop)
+    assert 0 < d.mean() < 3.0  # crop pixels at 64: a refinement, not a different face
+    res = pipe(face_clip, tmp_path / "out.mp4", [])
+    assert res.faces_edited == 24
+
+
 @pytest.mark.parametrize("name", SHARED_CLIPS)
 def test_shared_clip_keeps_timing_and_audio(videos_dir, tmp_path, name):
     src = videos_dir / name

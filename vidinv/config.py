@@ -46,6 +46,7 @@ class FaceConfig:
 class StabilizeConfig:
     landmarks: dict = field(default_factory=lambda: {"method": "gaussian", "sigma": 3.0})
     quads: dict = field(default_factory=lambda: {"method": "gaussian", "sigma": 6.0})
+    flow_refine: bool = False
     codes: dict = field(default_factory=lambda: {"method": "none"})
     edit_delta: dict = field(default_factory=lambda: {"method": "gaussian", "sigma": 2.0})
 
