@@ -438,6 +438,8 @@ class EditPipeline:
         for name, strength in edits:
             d = resolve_attribute(name, n_latent=n_latent, style_dim=style_dim, generator_spec=spec, offline=self.offline)
             out.append((d, float(strength)))
+        self._conditioning = [resolve_attribute(name, n_latent=n_latent, style_dim=style_dim, generator_spec=spec,
+                                                offline=self.offline) for name in self.cfg.edit.condition]
         return out
 
     def _edit_codes(self, targets, codes, directions, cuts, times, store: CodeStore, block: int = 256) -> dict:
@@ -469,7 +471,7 @@ class EditPipeline:
             for a in range(0, T, block):
                 w = torch.from_numpy(_as_wplus(np.array(W[a : a + block]), L))
                 edits = [(d, torch.as_tensor(s * ramp[a : a + block], dtype=torch.float32)) for d, s in directions]
-                delta[a : a + block] = (apply_edits(w, edits) - w).numpy()
+                delta[a : a + block] = (apply_edits(w, edits, getattr(self, "_conditioning", None)) - w).numpy()
             delta[~tg.valid] = 0
             smooth_runs(delta, tg.valid, cuts, self.cfg.stabilize.edit_delta, inplace=True)
             out[ti] = (code, delta)

@@ -281,3 +281,31 @@ def test_ray_executor_same_frames_as_local(face_clip, tmp_path, ray_local):
     assert a.shape == b.shape == (24, 192, 192, 3)
     # bitwise in practice; the documented tolerance allows 1 level for thread-count-dependent float sums
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_conditioning_projects_the_edit_off_a_kept_attribute(tmp_path):
+    """InterFaceGAN conditioning in the pipeline: the per-frame edit delta is orthogonal to the kept direction."""
+    from pipelines.edit import CodeStore, Target
+
+    rng = np.random.default_rng(0)
+    keep = rng.standard_normal((1, 640)).astype(np.float32)
+    keep /= np.linalg.norm(keep)
+    edit = (keep + rng.standard_normal((1, 640)).astype(np.float32) / 10)  # mostly along `keep`
+    edit /= np.linalg.norm(edit)
+    np.save(tmp_path / "keep.npy", keep)
+    np.save(tmp_path / "edit.npy", edit)
+    cfg = tiny_cfg(edit={"condition": [str(tmp_path / "keep.npy")]}, stabilize={"edit_delta": {"method": "none"}})
+    pipe = EditPipeline(cfg, executor=LocalExecutor(), quiet=True)
+    spec = pipe.model_spec()
+    dirs = pipe._directions([(str(tmp_path / "edit.npy"), 2.0)], spec)
+    T = 5
+    codes = {0: {"w": rng.standard_normal((T, 10, 64)).astype(np.float32)}}
+    tg = Target(0, np.ones(T, bool), np.tile(np.eye(3, dtype=np.float32), (T, 1, 1)), np.zeros((T, 68, 2), np.float32))
+    store = CodeStore(None)
+    try:
+        _, delta = pipe._edit_codes([tg], codes, dirs, [], np.arange(T) / 25.0, store)[0]
+        flat = np.asarray(delta).reshape(T, -1)
+        assert np.abs(flat @ keep[0]).max() < 1e-4  # nothing moves along the kept attribute
+        assert np.linalg.norm(flat, axis=1).min() > 1.0  # but the edit is there
+    finally:
+        store.close()

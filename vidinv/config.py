@@ -62,6 +62,7 @@ class BlendConfig:
 @dataclass
 class EditSettings:
     schedule: str = "constant"
+    condition: list = field(default_factory=list)
 
 
 @dataclass

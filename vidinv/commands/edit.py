@@ -85,6 +85,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", "-o", help="output file (one clip) or folder (many clips); default: <input>_<attr>.mp4")
     p.add_argument("--blend", choices=["alpha", "laplacian", "poisson"], help="paste-back blending")
     p.add_argument("--crf", type=int, help="H.264 quality (lower is better; default 18)")
+    p.add_argument("--condition", action="append", default=[], metavar="ATTR",
+                   help="keep this attribute unchanged: every edit is projected off its direction (repeatable)")
     p.add_argument("--flow-refine", action="store_true", help="refine landmarks by Lucas-Kanade optical flow (official pipeline)")
     p.add_argument("--allow-no-face", action="store_true", help="copy a clip with no face through unchanged instead of failing")
     add_common_pipeline_args(p)
@@ -127,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     args._extra_overrides = {
         "blend": {"method": args.blend} if args.blend else {},
         "output": {"crf": args.crf} if args.crf is not None else {},
-        "edit": {"schedule": args.schedule} if args.schedule else {},
+        "edit": dict(({"schedule": args.schedule} if args.schedule else {}),
+                     **({"condition": list(args.condition)} if args.condition else {})),
         "stabilize": {"flow_refine": True} if args.flow_refine else {},
     }
     cfg = config_from_args(args)
