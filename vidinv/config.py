@@ -122,6 +122,19 @@ def _build(cls, data: dict):
     return cls(**kwargs)
 
 
+def read_yaml_file(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from a file, with one-line errors for a missing file or invalid YAML."""
+    from vidinv.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} not found: {p}")
+    try:
+        return yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{what} {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
     """The defaults from ``configs/default.yaml``, then ``path``, then ``overrides`` (nested dicts)."""
     base = asdict(PipelineConfig())
@@ -129,14 +142,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if default_yaml.is_file():
         base = _merge(base, yaml.safe_load(default_yaml.read_text()) or {})
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise VidinvError(f"config file not found: {p}")
-        try:
-            user = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise VidinvError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        base = _merge(base, user)
+        base = _merge(base, read_yaml_file(path))
     if overrides:
         base = _merge(base, _drop_none(overrides))
     return _build(PipelineConfig, base)

@@ -199,17 +199,9 @@ def _build(cls, data: Mapping[str, Any], where: str):
 
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a YAML training config (unknown keys are errors) and apply dotted ``overrides``."""
-    import yaml
+    from vidinv.config import read_yaml_file
 
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"training config not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise InputError(f"cannot parse {p}: {str(e).splitlines()[0]}") from None
+    data: dict = read_yaml_file(path, "training config") if path is not None else {}
     for key, v in (overrides or {}).items():
         d = data
         *head, last = key.split(".")
