@@ -39,14 +39,6 @@ def test_ray_train_one_worker_writes_a_loadable_encoder(request, images_dir, tmp
     assert len(Path(out / "log.csv").read_text().splitlines()) == 3
 
 
-def _ray_train_importable() -> bool:
-    try:
-        import ray.train  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def test_ray_executor_without_ray_train_is_one_clear_error(tmp_path, capsys, monkeypatch):
     """Without the ray[train] extras (simulated: the import fails), --executor ray is one clear line."""
     import sys
