@@ -22,6 +22,7 @@ def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: 
     from pipelines.edit import EditPipeline, reconstruct_clip
     from pipelines.executors import LocalExecutor
     from vidinv.config import load_config
+    from vidinv.errors import VidinvError
     from vidinv.metrics.identity import get_identity_backend
     from vidinv.metrics.report import evaluate_clip
 
@@ -50,8 +51,6 @@ def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: 
         return {"input": src, "status": "ok", "rows": rows, "clip": clip, "backend": backend.name,
                 "frames": len(rec["frames"]), "n_frames": rec["n_frames"]}
     except Exception as exc:  # reported in the summary; never stops the other clips
-        from vidinv.errors import VidinvError
-
         msg = str(exc) if isinstance(exc, VidinvError) else f"{type(exc).__name__}: {exc}"
         return {"input": src, "status": "failed", "error": msg}
 
