@@ -9,14 +9,13 @@ from vidinv.editing.feature_edit import feature_edit
 from vidinv.errors import VidinvError
 from vidinv.models.stylegan2 import load_generator
 from vidinv.models.tiny import tiny_generator
+from golden_utils import assert_allclose
 
 ATOL = RTOL = 1e-4
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> None:
-    assert a.shape == b.shape
-    err = (a - b).abs().max().item()
-    assert torch.allclose(a, b, atol=atol, rtol=RTOL), f"max abs error {err:.3g}"
+    assert_allclose(a, b, atol=atol, rtol=RTOL)
 
 
 @pytest.fixture(scope="module")

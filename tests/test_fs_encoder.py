@@ -7,13 +7,13 @@ import torch
 
 from vidinv.errors import VidinvError
 from vidinv.models.fs_encoder import FSEncoder, FSInverter, downscale, load_fs_encoder, preprocess
+from golden_utils import load_pt
 
 ATOL = RTOL = 1e-4
 NARROW = dict(n_styles=10, style_dim=64, widths=(8, 12, 16, 24), content_channels=32)
 
 
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+_load = load_pt
 
 
 @pytest.fixture(scope="module")

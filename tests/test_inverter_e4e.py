@@ -11,12 +11,12 @@ from vidinv.inverters.e4e import E4EInverter, load_e4e_inverter, tiny_e4e_invert
 from vidinv.inverters.psp import latent_edit
 from vidinv.models.psp import (Encoder4Editing, GradualStyleEncoder, build_encoder, encoder_config_from_state_dict,
                                get_keys, load_psp_checkpoint)
+from golden_utils import assert_max_error, load_pt
 
 CODE_ATOL, IMAGE_ATOL = 1e-4, 1e-3  # README: 1-thread vs 2-thread differences are <= 3e-5 / 1e-4
 
 
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+_load = load_pt
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,7 @@ def encoded(inverter, cases):
         return inverter.model.encoder(cases["inputs"]["x"], return_features=True)
 
 
-def _close(a, b, atol):
-    err = (a - b).abs().max().item()
-    assert a.shape == b.shape and err <= atol, f"max abs error {err:.3g} > {atol}"
+_close = assert_max_error
 
 
 @pytest.fixture(scope="module")

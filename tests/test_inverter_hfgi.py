@@ -10,18 +10,16 @@ from vidinv.inverters import Inverter, load_inverter
 from vidinv.inverters.hfgi import HFGIInverter, load_hfgi_inverter, tiny_hfgi_inverter
 from vidinv.inverters.psp import latent_edit
 from vidinv.models.hfgi import HFGIModel, ResidualAligner, ResidualEncoder, load_hfgi, synthesis_with_conditions
+from golden_utils import assert_max_error, load_pt
 
 CODE_ATOL = 1e-4  # README: latents differ by 2.2e-5 between 1 and 2 threads
 ATOL = 2e-3  # README: narrow atol 2e-3 (res_align / fused images reach 9e-4 between thread counts)
 
 
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+_load = load_pt
 
 
-def _close(a, b, atol):
-    err = (a - b).abs().max().item()
-    assert a.shape == b.shape and err <= atol, f"max abs error {err:.3g} > {atol}"
+_close = assert_max_error
 
 
 @pytest.fixture(scope="module")

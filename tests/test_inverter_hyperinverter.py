@@ -17,18 +17,14 @@ from vidinv.models.hyperinverter import (
     load_hyperinverter,
     target_w_idx,
 )
+from golden_utils import assert_max_error
 
 CODE_ATOL = 1e-4  # README suggestion: codes and predicted weights
 IMG_ATOL = 1e-3  # images (up to ~11 here)
 RTOL_BIG = 1e-4  # w_image_codes reach ~385: relative
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    err = (a - b).abs().max().item()
-    bound = atol + rtol * b.abs().max().item()
-    assert err <= bound, f"max abs error {err:.3g} > {bound:.3g}"
-    return err
+_close = assert_max_error
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,13 @@ from vidinv.errors import VidinvError
 from vidinv.inverters import Inverter, load_inverter
 from vidinv.inverters.padinv import PadInvInverter, tiny_padinv_inverter
 from vidinv.models.padinv import load_padinv, modulated_conv, split_padinv_checkpoint
+from golden_utils import assert_max_error
 
 CODE_ATOL = 1e-4  # README: one thread vs two moves style_latents 2e-5, padding maps 4.6e-5
 IMG_ATOL = 1e-3  # images up to ~100 in magnitude; one thread moves them 3.9e-4
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    err = (a - b).abs().max().item()
-    assert err <= atol, f"max abs error {err:.3g} > {atol}"
+_close = assert_max_error
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import torch
 
 from vidinv.errors import VidinvError
 from vidinv.models.iresnet import IResNet, iresnet50, load_iresnet
+from golden_utils import load_pt
 
 ATOL = RTOL = 1e-4
 NARROW = dict(widths=(8, 12, 16, 24), embedding=64)
 
 
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
+_load = load_pt
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,13 @@ from vidinv.errors import InputError, VidinvError
 from vidinv.models.checkpoint import safe_load
 from vidinv.models.stylegan2 import Generator, load_generator, split_checkpoint, upfirdn2d
 from vidinv.models.tiny import TINY_CHANNELS, tiny_generator
+from golden_utils import assert_allclose
 
 ATOL = RTOL = 1e-4
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> None:
-    assert a.shape == b.shape
-    err = (a - b).abs().max().item()
-    assert torch.allclose(a, b, atol=atol, rtol=RTOL), f"max abs error {err:.3g}"
+    assert_allclose(a, b, atol=atol, rtol=RTOL)
 
 
 @pytest.fixture(scope="module")
