@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from vidinv.commands import doctor
@@ -85,11 +82,3 @@ def test_face_backends_find_dlib_models():
     rows = {c.label: c for c in doctor.check_face_backends()}
     assert set(rows) == {"dlib", "face-alignment", "insightface"}
     assert str(d) in rows["dlib"].detail
-
-
-def test_importing_zoo_and_commands_stays_cheap():
-    code = ("import sys, vidinv.zoo, vidinv.commands.weights, vidinv.commands.doctor; "
-            "heavy = [m for m in ('torch', 'ray', 'insightface', 'face_alignment', 'lpips', 'requests', 'gdown') "
-            "if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

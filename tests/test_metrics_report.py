@@ -141,14 +141,3 @@ def test_summarize_skips_non_finite():
     s = summarize(res)
     assert s["m"]["psnr_mean"]["n"] == 1  # clip a is identical: PSNR inf, left out
     assert s["m"]["psnr_mean"]["mean"] == pytest.approx(res["b"][1]["methods"]["m"]["psnr_mean"])
-
-
-def test_imports_stay_light():
-    import subprocess
-    import sys
-
-    code = ("import sys, vidinv.metrics.report, vidinv.metrics.identity, vidinv.metrics.ravdess; "
-            "print(sorted(m for m in ('ray', 'insightface', 'lpips', 'dlib', 'face_alignment', 'matplotlib') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -447,17 +447,6 @@ def test_encoder_trunk_initialised_from_arcface(base_models):
     assert all(torch.equal(before[k], v) for k, v in deeper.state_dict().items())  # untouched
 
 
-def test_importing_training_loads_no_heavy_backend():
-    import subprocess
-    import sys
-
-    code = ("import sys, vidinv.training, vidinv.commands.train; "
-            "print(sorted(m for m in ('ray', 'lpips', 'insightface', 'face_alignment') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
-
-
 def test_validate_metrics(models, face_dir):
     from vidinv.models.fs_encoder import preprocess
 
