@@ -95,9 +95,6 @@ class ChunkCache:
     def has(self, kind: str, start: int) -> bool:
         return self.root is not None and self._path(kind, start).is_file()
 
-    def count(self, kind: str) -> int:
-        return 0 if self.root is None else len(list(self.root.glob(f"{kind}_*.pkl")))
-
 
 def _cached_map(executor, stage_cls, kwargs, ranges: list[tuple[int, int]], make_item: Callable[[int, int], dict],
                 cache: ChunkCache, kind: str, gpu: bool, progress: Callable[[int], None] | None = None) -> Iterator[Any]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
-import os
 from pathlib import Path
 
-from vidinv.errors import InputError, VidinvError
+from vidinv.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +92,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_edits(attrs: list[str], strength: float) -> list[tuple[str, float]]:
-    out = []
-    for a in attrs:
-        if "=" in a and not os.path.exists(a):
-            name, _, s = a.rpartition("=")
-            try:
-                out.append((name, float(s)))
-            except ValueError:
-                raise VidinvError(f"--attr {a}: the strength after '=' must be a number") from None
-        else:
-            out.append((a, float(strength)))
-    return out
-
-
 def expand_inputs(spec: str) -> list[Path]:
     p = Path(spec)
     if p.is_dir():
@@ -125,7 +110,9 @@ def expand_inputs(spec: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    edits = parse_edits(args.attr, args.strength)
+    from vidinv.editing.attributes import parse_attr_args
+
+    edits = parse_attr_args(args.attr, args.strength)
     args._extra_overrides = {
         "blend": {"method": args.blend} if args.blend else {},
         "output": {"crf": args.crf} if args.crf is not None else {},

@@ -59,7 +59,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.evaluate import evaluate_ravdess
-    from vidinv.commands.edit import config_from_args, parse_edits
+    from vidinv.commands.edit import config_from_args
+    from vidinv.editing.attributes import parse_attr_args
     from vidinv.errors import InputError
 
     root = Path(args.root)
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate_ravdess(
         root, Path(args.out), cfg, num_videos=args.num_videos, seed=args.seed, actors=actors,
         emotions=_csv_list(args.emotions), modalities=_csv_list(args.modalities),
-        edits=parse_edits(args.attr, args.strength), identity=args.identity,
+        edits=parse_attr_args(args.attr, args.strength), identity=args.identity,
         lpips_net=None if args.no_lpips else "alex", offline=True if args.offline else None, quiet=args.quiet,
         metric_size=args.metric_size, inverters=_csv_list(args.inverters), checkpoints=_pairs(args.checkpoint),
     )

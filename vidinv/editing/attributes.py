@@ -199,7 +199,8 @@ def list_attributes(zoo: Any = None, table: str | Path | None = None) -> list[di
 def parse_attr_args(items: Sequence[str], default_strength: float = 1.0) -> list[tuple[str, float]]:
     """``["smile", "age=-1.5"]`` -> ``[("smile", default_strength), ("age", -1.5)]``.
 
-    The strength follows the last ``=``; a spec without one gets ``default_strength``.
+    The strength follows the last ``=``; a spec without one, or an existing file whose name holds
+    an ``=``, gets ``default_strength``.
     """
     out = []
     for item in items:
@@ -207,7 +208,7 @@ def parse_attr_args(items: Sequence[str], default_strength: float = 1.0) -> list
         if not item:
             raise VidinvError("empty --attr value")
         name, eq, value = item.rpartition("=")
-        if not eq:
+        if not eq or Path(item).is_file():
             out.append((item, float(default_strength)))
             continue
         try:
