@@ -362,3 +362,100 @@ def test_names_used_elsewhere_exist_in_the_zoo(home):
         pytest.skip("no other module names zoo artifacts yet")
     for n in used:
         zoo.get(n)  # raises on an unknown name
+
+
+# ---- several files at once, other inverters, import output -------------------------------------------------------
+def _zoo3(url_ok: str, url_404: str) -> Zoo:
+    cfg = {"artifacts": [
+        dict(name="blob", file="blob.bin", kind="direction", source=dict(type="http", url=url_ok),
+             size=len(PAYLOAD), sha256=PAYLOAD_SHA, cache="models/blob.bin"),
+        dict(name="gone", file="gone.pt", kind="generator", source=dict(type="http", url=url_404),
+             cache="models/gone.pt"),
+        dict(name="refused", file="refused.pth", kind="fs_encoder",
+             source=dict(type="http", url="http://127.0.0.1:9/refused.pth"), cache="models/refused.pth"),
+        dict(name="handmade", file="handmade.pth", kind="padinv", source=dict(type="none", page="https://x.org/p"),
+             note="train it yourself", cache="models/handmade.pth"),
+    ]}
+    return Zoo(config=cfg)
+
+
+def test_require_all_offline_names_every_missing_file_in_one_line(home):
+    zoo = _zoo3("http://127.0.0.1:9/blob.bin", "http://127.0.0.1:9/gone.pt")
+    with pytest.raises(MissingWeightsError) as ei:
+        zoo.require_all(["blob", "gone.pt", "refused", "handmade", "blob"], offline=True)
+    msg = str(ei.value)
+    assert "\n" not in msg and ei.value.exit_code == 3
+    for f in ("blob.bin", "gone.pt", "refused.pth", "handmade.pth"):
+        assert msg.count(f) == 1, f
+    assert "`vidinv weights fetch blob gone refused`" in msg and "vidinv weights import DIR" in msg
+    assert "handmade.pth (handmade: no published download)" in msg and "offline" in msg
+
+
+def test_require_all_online_fetches_what_it_can_and_summarises_failures(home, server):
+    zoo = _zoo3(server.url + "/blob.bin", server.url + "/gone.pt")
+    with pytest.raises(MissingWeightsError) as ei:
+        zoo.require_all(["blob", "gone", "refused"], offline=False, progress=False)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert "gone.pt (gone: could not be downloaded (HTTP 404))" in msg
+    assert "refused.pth (refused: could not be downloaded (network error))" in msg
+    assert "blob.bin" not in msg and zoo.status("blob") == "verified"  # fetched on the way
+    assert "Connection refused" not in msg and "Errno" not in msg and "127.0.0.1:9" not in msg
+    assert "`vidinv weights fetch gone refused`" in msg
+    assert zoo.require_all(["blob"], offline=True) == {"blob": zoo.path("blob")}
+
+
+def test_zoo_yaml_other_inverters(home, tmp_path):
+    zoo = Zoo()
+    hfgi, hyper, ada, pad = (zoo.get(n) for n in ("hfgi_ffhq", "hyperinverter_ffhq", "stylegan2_ada_ffhq",
+                                                   "padinv_ffhq"))
+    assert hfgi.file == "ckpt.pt" and hfgi.source["id"] == "19y6pxOiJWB0NoG3fAZO9Eab66zkN9XIL"
+    assert hyper.source["type"] == "gdrive" and hyper.file.endswith(".pt") and "stylegan2_ada_ffhq" in hyper.note
+    assert ada.file == "stylegan2-ffhq-config-f.pkl" and "pickle" in ada.note and "--allow-pickle" in ada.note
+    assert pad.source["type"] == "none" and "url" not in pad.source and "published" in pad.note
+    assert zoo.get("hfgi").name == "hfgi_ffhq" and zoo.get("padinv").name == "padinv_ffhq"
+    with pytest.raises(VidinvError, match="no published download"):
+        zoo.fetch(["padinv_ffhq"], progress=False)
+
+
+def test_import_generic_published_name_needs_its_path_hint(home, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    zoo = Zoo()
+    (tmp_path / "usb" / "other_project").mkdir(parents=True)
+    (tmp_path / "usb" / "other_project" / "ckpt.pt").write_bytes(b"not hfgi")
+    assert "hfgi_ffhq" not in zoo.import_dir(tmp_path / "usb")
+    (tmp_path / "usb" / "HFGI" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "usb" / "HFGI" / "checkpoint" / "ckpt.pt").write_bytes(b"hfgi weights")
+    (tmp_path / "usb" / "143_enc.pth").write_bytes(b"fs encoder")
+    found = zoo.import_dir(tmp_path / "usb")
+    assert set(found) == {"hfgi_ffhq", "fs_encoder_143"}
+    assert zoo.path("hfgi_ffhq").read_bytes() == b"hfgi weights"
+
+
+def test_cli_weights_import_prints_each_file_once(home, tmp_path, capsys, caplog):
+    import logging
+
+    from vidinv.cli import main
+
+    caplog.set_level(logging.INFO)
+    (tmp_path / "usb").mkdir()
+    (tmp_path / "usb" / "143_enc.pth").write_bytes(b"fs encoder")
+    (tmp_path / "usb" / "psp_ffhq_encode.pt").write_bytes(b"psp")
+    assert main(["weights", "import", str(tmp_path / "usb")]) == 0
+    cap = capsys.readouterr()
+    text = cap.out + cap.err + caplog.text
+    for f in ("143_enc.pth", "psp_ffhq_encode.pt"):
+        assert sum(f in line for line in text.splitlines()) == 1, text
+
+
+def test_cli_weights_list_shows_published_file_and_source(home, capsys):
+    from vidinv.cli import main
+
+    assert main(["weights", "list", "--notes"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"fs_encoder_143\s+fs_encoder\s+missing\s+143_enc\.pth\s", out)
+    assert re.search(r"hfgi_ffhq\s+hfgi\s+missing\s+ckpt\.pt\s+\?\s+github\.com/Tengfei-Wang/HFGI\s", out)
+    assert "FILE" in out.splitlines()[0] and "SOURCE" in out.splitlines()[0]
+    assert "convert_ada_pickle" in out  # the note of stylegan2_ada_ffhq

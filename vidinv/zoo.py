@@ -16,13 +16,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from vidinv import paths
+from vidinv.downloads import download_gdrive, download_http
 from vidinv.errors import InputError, MissingWeightsError, VidinvError
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Artifact:
         name: zoo name, e.g. ``fs_encoder_143``.
         file: published file name, e.g. ``143_enc.pth``.
         kind: ``generator``, ``fs_encoder``, ``arcface``, ``bisenet``, ``direction``, ``pca``, ...
-        source: ``{'type': 'gdrive'|'http', 'id'|'url': ..., 'page': ...}``.
+        source: ``{'type': 'gdrive'|'http'|'none', 'id'|'url': ..., 'page': ...}`` (``none``: no published link).
         cache: path relative to the cache root.
         size: bytes or None.
         sha256: hex digest or None (then the file can be present but never verified).
@@ -48,6 +49,8 @@ class Artifact:
         root: ``vidinv`` ($VIDINV_HOME) or ``torch_hub`` ($TORCH_HOME/hub/checkpoints).
         aliases: other names accepted by :meth:`Zoo.resolve`.
         description: one line.
+        note: what a user must know (format, conversion, why there is no link); may be empty.
+        path_hint: for a generic published name: import by name only from a path containing this word.
     """
 
     name: str
@@ -61,6 +64,8 @@ class Artifact:
     root: str = "vidinv"
     aliases: tuple[str, ...] = ()
     description: str = ""
+    note: str = ""
+    path_hint: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Artifact":
@@ -73,12 +78,21 @@ class Artifact:
             cache=str(d.get("cache") or d["file"]), size=None if d.get("size") is None else int(d["size"]),
             sha256=sha.lower() if sha else None, license=str(d.get("license") or ""),
             root=str(d.get("root") or "vidinv"), aliases=tuple(d.get("aliases") or ()),
-            description=str(d.get("description") or ""),
+            description=str(d.get("description") or ""), note=str(d.get("note") or ""),
+            path_hint=str(d.get("path_hint") or "").lower(),
         )
+
+    def origin(self) -> str:
+        """The page that publishes the file, short (``github.com/owner/repo``), for tables."""
+        page = str(self.source.get("page") or self.source.get("url") or "?").split()[0]
+        page = page.removeprefix("https://").removeprefix("http://").rstrip("/")
+        return "/".join(page.split("/")[:3]) if page.startswith("github.com/") else page
 
     def where(self) -> str:
         """Where the file is published, in words (for messages)."""
         s = self.source
+        if s.get("type") == "none":
+            return f"no published download ({str(s.get('page') or 'see the zoo note').split()[0]})"
         if s.get("type") == "gdrive":
             return f"Google Drive {s['url']}" if s.get("url") else f"Google Drive id {s.get('id')}"
         return str(s.get("url") or s.get("page") or "unknown source")
@@ -240,10 +254,13 @@ class Zoo:
         kind = a.source.get("type")
         log.info("fetching %s (%s) from %s", a.name, a.file, a.where())
         if kind == "gdrive":
-            _download_gdrive(str(a.source["id"]), part, progress=progress)
+            download_gdrive(str(a.source["id"]), part, progress=progress)
         elif kind == "http":
             download_http(str(a.source["url"]), part, size=a.size, progress=progress, retries=retries,
                           timeout=timeout, desc=a.file)
+        elif kind == "none":
+            raise VidinvError(f"{a.name}: {a.file} has no published download; put it at {dst} or use "
+                              f"`vidinv weights import DIR` ({a.note or a.where()})")
         else:
             raise VidinvError(f"{a.name}: source type {kind!r} cannot be fetched; put {a.file} at {dst}")
         self._finish(a, part, dst)
@@ -296,7 +313,8 @@ class Zoo:
                 if fn.endswith(".part") or not src.is_file():
                     continue
                 size = src.stat().st_size
-                cands = [a for a in by_file.get(fn, []) if a.name not in found]
+                cands = [a for a in by_file.get(fn, []) if a.name not in found
+                         and (not a.path_hint or a.path_hint in str(src.absolute()).lower())]
                 cands += [a for a in by_size.get(size, []) if a.name not in found and a not in cands]
                 if not cands:
                     continue
@@ -311,7 +329,7 @@ class Zoo:
                     elif a.size is not None and size != a.size:
                         continue
                     found[a.name] = self._install(a, src, link, digest)
-                    log.info("imported %s <- %s", a.name, src)
+                    log.debug("imported %s <- %s", a.name, src)  # the CLI prints one line per file
         return found
 
     def _install(self, a: Artifact, src: Path, link: bool, digest: str | None) -> Path:
@@ -341,27 +359,73 @@ class Zoo:
         Raises:
             MissingWeightsError: one line naming the file, its source and the exact fix.
         """
-        a = self.get(name)
-        dst = self.path(a.name)
-        st = self.status(a.name)
-        if st in ("present", "verified"):
-            return dst
+        return self.require_all([name], offline=offline, progress=progress)[self.get(name).name]
+
+    def require_all(self, names: Iterable[str], offline: bool | None = None, progress: bool = True
+                    ) -> dict[str, Path]:
+        """The local paths of several artifacts; missing ones are fetched when online; ONE error lists all failures.
+
+        Call it with every file a run needs before starting work, so that a user learns about all missing
+        files at once instead of one per run.
+
+        Args:
+            names: zoo names, aliases or published file names (repeats are fine).
+            offline: forbid the network; default ``vidinv.paths.offline()`` (VIDINV_OFFLINE=1).
+            progress: show download progress bars.
+
+        Returns:
+            ``{zoo name: path}`` in the order given.
+
+        Raises:
+            MissingWeightsError: one line naming every file still missing (published name and zoo name) and the
+                fix: ``vidinv weights fetch NAME ...`` on a connected machine or ``vidinv weights import DIR``.
+                Network errors are summarised (``HTTP 404``, ``network error``); details are logged at DEBUG.
+        """
+        wanted = list(dict.fromkeys(self.get(n).name for n in names))
         offline = paths.offline() if offline is None else offline
-        why = "fails its size/checksum check" if st == "corrupt" else "is missing"
-        if offline:
-            raise MissingWeightsError(self._fix_message(a, dst, f"{why} and vidinv is offline"))
-        try:
-            return self.fetch([a.name], progress=progress, force=st == "corrupt")[a.name]
-        except VidinvError as exc:
-            raise MissingWeightsError(self._fix_message(a, dst, f"{why} and the download failed ({exc})")) from exc
-        except Exception as exc:  # network stack errors
-            raise MissingWeightsError(self._fix_message(
-                a, dst, f"{why} and the download failed ({type(exc).__name__}: {exc})")) from exc
+        out: dict[str, Path] = {}
+        failed: list[tuple[Artifact, str]] = []
+        for n in wanted:
+            a, st = self.artifacts[n], self.status(n)
+            if st in ("present", "verified"):
+                out[n] = self.path(n)
+            elif offline or a.source.get("type") == "none":
+                failed.append((a, "fails its size/checksum check" if st == "corrupt" else "is missing"))
+            else:
+                try:
+                    out[n] = self.fetch([n], progress=progress, force=st == "corrupt")[n]
+                except Exception as exc:  # VidinvError and network stack errors alike
+                    log.debug("fetching %s failed: %s: %s", n, type(exc).__name__, exc)
+                    failed.append((a, f"could not be downloaded ({_short_reason(exc)})"))
+        if failed:
+            raise MissingWeightsError(self._missing_message(failed, offline))
+        return out
+
+    def _missing_message(self, failed: list[tuple[Artifact, str]], offline: bool) -> str:
+        if len(failed) == 1:
+            a, why = failed[0]
+            return self._fix_message(a, self.path(a.name), why + (" and vidinv is offline" if offline else ""))
+
+        def detail(a: Artifact, why: str) -> str:
+            if a.source.get("type") == "none":
+                return ": no published download"
+            return "" if why == "is missing" else f": {why}"
+
+        files = ", ".join(f"{a.file} ({a.name}{detail(a, why)})" for a, why in failed)
+        fetchable = [a.name for a, _ in failed if a.source.get("type") != "none"]
+        fix = [f"`vidinv weights fetch {' '.join(fetchable)}` on a connected machine"] if fetchable else []
+        fix.append("`vidinv weights import DIR` with a folder holding the files")
+        msg = (f"{len(failed)} weight files are missing{' (vidinv is offline)' if offline else ''}: {files}; "
+               f"fix: {' or '.join(fix)} (cache: {self.home}; sources: `vidinv weights list --notes`)")
+        return " ".join(msg.split())
 
     def _fix_message(self, a: Artifact, dst: Path, why: str) -> str:
-        msg = (f"{a.file} ({a.kind} '{a.name}') {why}; it comes from {a.where()}; fix: run "
-               f"`vidinv weights fetch {a.name}` on a connected machine, or put the file at {dst}, or "
-               f"`vidinv weights import DIR` with a folder holding it")
+        if a.source.get("type") == "none":
+            fix = f"put the file at {dst} or `vidinv weights import DIR` with a folder holding it ({a.note})"
+        else:
+            fix = (f"run `vidinv weights fetch {a.name}` on a connected machine, or put the file at {dst}, or "
+                   f"`vidinv weights import DIR` with a folder holding it")
+        msg = f"{a.file} ({a.kind} '{a.name}') {why}; it comes from {a.where()}; fix: {fix}"
         return " ".join(msg.split())
 
     def resolve(self, name_or_path: str | os.PathLike) -> Path:
@@ -379,96 +443,27 @@ class Zoo:
         return self.require(s)
 
     def rows(self) -> list[dict]:
-        """One dict per artifact for tables: name, kind, status, size, license, path."""
+        """One dict per artifact for tables: name, kind, file (published name), status, size, license, path,
+        source (the publishing page, short), link (download link, '' when none is published), note."""
         out = []
         for a in self.artifacts.values():
             out.append(dict(name=a.name, kind=a.kind, file=a.file, status=self.status(a.name), size=a.size,
-                            license=a.license, path=str(self.path(a.name))))
+                            license=a.license, path=str(self.path(a.name)), source=a.origin(),
+                            link="" if a.source.get("type") == "none" else a.where(), note=a.note))
         return out
 
 
-# ---- downloaders ----------------------------------------------------------------------------------------------------
-def download_http(url: str, part: str | os.PathLike, size: int | None = None, progress: bool = True,
-                  retries: int = 3, timeout: float = 60.0, desc: str | None = None) -> Path:
-    """Download ``url`` into ``part``, resuming an existing partial file with an HTTP ``Range`` request.
-
-    A dropped connection is resumed up to ``retries`` times. A server that ignores Range (200 instead of
-    206) restarts the file; 416 on a partial of the expected size means it is already complete.
-
-    Raises:
-        VidinvError: HTTP 404 or another HTTP error, or the connection failing ``retries + 1`` times.
-    """
-    import requests
-
-    part = Path(part)
-    attempt = 0
-    while True:
-        have = part.stat().st_size if part.exists() else 0
-        if size is not None and have > size:
-            part.unlink()
-            have = 0
-        if size is not None and have == size:
-            return part
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        try:
-            with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
-                if r.status_code == 404:
-                    raise VidinvError(f"HTTP 404 Not Found: {url} (the file is no longer published there; "
-                                      "get it elsewhere and use `vidinv weights import DIR`)")
-                if r.status_code == 416 and have:
-                    return part  # the partial file is already complete
-                if r.status_code >= 400:
-                    raise VidinvError(f"HTTP {r.status_code} {r.reason} for {url}")
-                if have and r.status_code != 206:
-                    log.info("server ignored the Range request; restarting %s", part.name)
-                    have = 0
-                total = r.headers.get("Content-Length")
-                total = have + int(total) if total is not None else size
-                _stream(r, part, have, total, progress, desc or part.name)
-            if size is None or part.stat().st_size >= size:
-                return part
-            raise ConnectionError(f"connection closed after {part.stat().st_size} of {size} bytes")
-        except VidinvError:
-            raise
-        except (requests.RequestException, ConnectionError, OSError) as exc:
-            attempt += 1
-            if attempt > retries:
-                raise VidinvError(f"download of {url} failed after {attempt} attempts: {exc}; run the same "
-                                  "command again to resume") from exc
-            log.warning("download interrupted (%s); resuming (%d/%d)", exc, attempt, retries)
-            time.sleep(min(0.2 * 2 ** attempt, 5.0))
-
-
-def _stream(r, part: Path, have: int, total: int | None, progress: bool, desc: str) -> None:
-    from tqdm.auto import tqdm
-
-    got = have
-    with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                                        unit_divisor=1024, desc=desc, disable=not progress,
-                                                        leave=False) as bar:
-        for block in r.iter_content(chunk_size=1 << 16):
-            if block:
-                f.write(block)
-                got += len(block)
-                bar.update(len(block))
-    if total is not None and got < total:
-        raise ConnectionError(f"connection closed after {got} of {total} bytes")
-
-
-def _download_gdrive(file_id: str, part: Path, progress: bool) -> Path:
-    """Google Drive through gdown (it handles the confirmation page and resumes its own temp file)."""
-    try:
-        import gdown
-    except ImportError as exc:  # pragma: no cover - gdown is a dependency
-        raise VidinvError("gdown is needed for Google Drive downloads: pip install gdown") from exc
-    try:
-        out = gdown.download(id=file_id, output=str(part), quiet=not progress, resume=True)
-    except Exception as exc:
-        raise VidinvError(f"Google Drive download of id {file_id} failed: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    if not out or not part.is_file():
-        raise VidinvError(f"Google Drive download of id {file_id} failed (quota exceeded or file removed?)")
-    return part
+def _short_reason(exc: BaseException) -> str:
+    """A few words for a failed download (the full text goes to the debug log)."""
+    text = str(exc)
+    for pattern, words in ((r"HTTP \d{3}", None), (r"sha256 mismatch", "checksum mismatch"),
+                           (r"downloaded \d+ bytes, expected", "size mismatch"), (r"gdown is needed", "gdown missing"),
+                           (r"quota|removed", "Google Drive refused it")):
+        m = re.search(pattern, text)
+        if m:
+            return words or m.group(0)
+    return "network error" if isinstance(exc, (OSError, ConnectionError)) or "failed after" in text else (
+        type(exc).__name__)
 
 
 def format_size(n: int | None) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 EXAMPLES = """examples:
-  vidinv weights list                      # name, kind, status, size, license of every file
+  vidinv weights list                      # name, published file name, kind, status, size, source, license
+  vidinv weights list --notes              # also what to know about each file (conversion, no link, ...)
   vidinv weights fetch                     # download everything missing (resumable, verified)
   vidinv weights fetch fs_encoder_143 psp_ffhq_encode
-  vidinv weights import /media/usb/weights # air-gapped: pick known files out of a folder tree
+  vidinv weights import /media/usb/weights # air-gapped: pick known files (by published name) out of a folder
   vidinv weights verify                    # recompute every checksum
 
 The cache is $VIDINV_HOME (default ~/.cache/vidinv); VIDINV_OFFLINE=1 forbids downloads.
@@ -23,6 +24,8 @@ def add_parser(sub) -> None:
     pl = ws.add_parser("list", help="table of zoo files and their status")
     pl.add_argument("--kind", help="only this kind (generator, fs_encoder, direction, ...)")
     pl.add_argument("--paths", action="store_true", help="show the cache path of each file")
+    pl.add_argument("--links", action="store_true", help="show the download link of each file")
+    pl.add_argument("--notes", action="store_true", help="show each file's note (conversion, no published link)")
     pf = ws.add_parser("fetch", help="download files (default: all missing)")
     pf.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `vidinv weights list`)")
     pf.add_argument("--force", action="store_true", help="download again even if present")
@@ -44,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     if cmd == "list":
         rows = [r for r in zoo.rows() if not getattr(args, "kind", None) or r["kind"] == args.kind]
-        cols = ["name", "kind", "status", "size", "license"] + (["path"] if getattr(args, "paths", False) else [])
-        table = [[r["name"], r["kind"], r["status"], format_size(r["size"]), r["license"]] +
-                 ([r["path"]] if "path" in cols else []) for r in rows]
-        _print_table(cols, table)
+        extra = [c for c, flag in (("path", "paths"), ("link", "links"), ("note", "notes"))
+                 if getattr(args, flag, False)]
+        cols = ["name", "kind", "status", "file", "size", "source", "license"] + extra
+        _print_table(cols, [[format_size(r[c]) if c == "size" else (r[c] or "-") for c in cols] for r in rows])
         missing = sum(r["status"] == "missing" for r in rows)
         print(f"\ncache: {zoo.home}  ({missing} of {len(rows)} missing; `vidinv weights fetch` or "
               "`vidinv weights import DIR`)")
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "fetch":
         if paths.offline():
             raise VidinvError("VIDINV_OFFLINE=1 forbids downloads; unset it or use `vidinv weights import DIR`")
-        names = args.names or [n for n in zoo.artifacts if zoo.status(n) in ("missing", "corrupt")]
+        names = args.names or [n for n, a in zoo.artifacts.items() if a.source.get("type") != "none"
+                               and zoo.status(n) in ("missing", "corrupt")]
         if not names:
             print("nothing to fetch: every file is present")
             return 0
