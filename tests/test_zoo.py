@@ -459,3 +459,18 @@ def test_cli_weights_list_shows_published_file_and_source(home, capsys):
     assert re.search(r"hfgi_ffhq\s+hfgi\s+missing\s+ckpt\.pt\s+\?\s+github\.com/Tengfei-Wang/HFGI\s", out)
     assert "FILE" in out.splitlines()[0] and "SOURCE" in out.splitlines()[0]
     assert "convert_ada_pickle" in out  # the note of stylegan2_ada_ffhq
+
+
+def test_pickle_refusal_names_the_cli_flag_and_the_python_argument(tmp_path):
+    import argparse
+
+    import torch
+
+    from vidinv.models.checkpoint import safe_load
+
+    p = tmp_path / "opts.pt"
+    torch.save({"opts": argparse.Namespace(size=64)}, p)
+    with pytest.raises(VidinvError) as ei:
+        safe_load(p)
+    msg = str(ei.value)
+    assert "\n" not in msg and "`--allow-pickle`" in msg and "allow_pickle=True" in msg

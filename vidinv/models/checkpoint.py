@@ -12,6 +12,10 @@ import torch
 
 from vidinv.errors import InputError, VidinvError
 
+# the opt-in, as each interface spells it (the message is shown by the CLI and by the Python API alike)
+_PICKLE_FIX = ("rerun with `--allow-pickle` (CLI), `allow_pickle: true` in a model spec, or allow_pickle=True "
+               "(Python API)")
+
 
 def safe_load(path: str | PathLike, allow_pickle: bool = False, map_location: Any = "cpu") -> Any:
     """Load a checkpoint that holds only tensors, dicts, lists and plain values.
@@ -42,11 +46,11 @@ def safe_load(path: str | PathLike, allow_pickle: bool = False, map_location: An
         if not allow_pickle and glob:
             raise VidinvError(
                 f"{p} needs unpickling code ({glob.group(1)}) to load, not just tensors; it was refused for safety. "
-                "If you trust its source, load it with allow_pickle=True (model spec: `allow_pickle: true`)") from None
+                f"If you trust its source, {_PICKLE_FIX}") from None
         if not allow_pickle and "weights only" in text.lower():
             raise VidinvError(
                 f"cannot read checkpoint {p} as plain data: corrupt, not a torch file, or pickled with unsupported "
-                "objects (if it is a checkpoint from a source you trust, retry with allow_pickle=True)") from None
+                f"objects (if it is a checkpoint from a source you trust: {_PICKLE_FIX})") from None
         raise VidinvError(f"cannot read checkpoint {p}: corrupt or not a torch file ({text.splitlines()[0][:200]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, ModuleNotFoundError) as e:
         msg = str(e).split("\n")[0][:200]
