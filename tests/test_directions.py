@@ -556,3 +556,37 @@ def test_cli_fit_images_offline_names_missing_weights(tmp_path, monkeypatch, cap
                "--attr", "x", "--out", str(tmp_path / "x.npy"), "--offline"])
     assert rc == 3  # MissingWeightsError
     assert "143_enc.pth" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_parse_attr_args_refuses_non_finite_strengths(bad):
+    from vidinv.errors import InputError
+
+    with pytest.raises(InputError, match="finite") as ei:
+        parse_attr_args([f"smile={bad}"])
+    assert "\n" not in str(ei.value) and f"smile={bad}" in str(ei.value)
+    with pytest.raises(InputError, match=r"--strength.*finite"):
+        parse_attr_args(["smile"], float(bad))
+
+
+def test_parse_attr_args_warns_on_absurd_strengths(caplog, tmp_path):
+    import logging
+
+    from vidinv.editing.attributes import strength_limit
+
+    caplog.set_level(logging.WARNING, logger="vidinv.editing.attributes")
+    assert parse_attr_args(["smile=-10", "age=3", "x.npy=9.5"]) == [("smile", -10.0), ("age", 3.0), ("x.npy", 9.5)]
+    assert not caplog.records  # up to the limit: silent
+    assert parse_attr_args(["smiling=1e9", "sefa:2=-11"]) == [("smiling", 1e9), ("sefa:2", -11.0)]
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 2 and "smiling" in msgs[0] and "1e+09" in msgs[0] and "useful range" in msgs[0]
+    assert "sefa:2" in msgs[1]
+    # the limit comes from the table: top level, per attribute, aliases resolved
+    t = tmp_path / "attrs.yaml"
+    t.write_text("max_strength: 4\nattributes:\n  smile: {artifact: a, kind: w, max_strength: 30}\n"
+                 "aliases:\n  grin: smile\n")
+    assert strength_limit("grin", t) == 30 and strength_limit("other.npy", t) == 4
+    assert strength_limit("smile") == 10  # the shipped table
+    caplog.clear()
+    parse_attr_args(["grin=20", "other.npy=5"], table=t)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["--attr other.npy"]

@@ -7,23 +7,36 @@ A spec is one of:
 * ``sefa:N`` (the N-th SeFa direction of the generator, all W+ layers) or ``sefa:N:A-B`` (factorised
   over and applied to W+ layers ``A..B`` inclusive);
 * a path to a direction file (``.npy`` / ``.pt``; ``ffhq_pca.pt#54`` picks a GANSpace component).
+
+Strengths (``--attr NAME=STRENGTH``, ``--strength``) must be finite numbers (``nan``/``inf`` are an
+:class:`~vidinv.errors.InputError`); a strength beyond :func:`strength_limit` (the table's ``max_strength``,
+10 by default: ten times the direction's strength-1 edit) only logs a warning, since the face saturates.
+
+Importing this module is cheap (no torch): the direction code is imported when a direction is loaded.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from vidinv.editing.directions import Direction, layer_range, load_direction
-from vidinv.errors import VidinvError
+from vidinv.errors import InputError, VidinvError
+
+if TYPE_CHECKING:  # the direction code imports torch: loaded only when a direction is
+    from vidinv.editing.directions import Direction
+
+log = logging.getLogger(__name__)
 
 DIRECTION_SUFFIXES = (".npy", ".pt", ".pth")
+DEFAULT_MAX_STRENGTH = 10.0  # |strength| beyond this warns, unless the table says otherwise (max_strength)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_table(path: str) -> tuple[dict, dict]:
+def _load_table(path: str) -> tuple[dict, dict, float]:
     import yaml
 
     try:
@@ -35,16 +48,59 @@ def _load_table(path: str) -> tuple[dict, dict]:
     for name, entry in attrs.items():
         if not isinstance(entry, dict) or "artifact" not in entry or "kind" not in entry:
             raise VidinvError(f"{path}: attribute {name!r} needs at least 'artifact' and 'kind'")
-    return attrs, dict(data.get("aliases") or {})
+    limit = _limit(data.get("max_strength", DEFAULT_MAX_STRENGTH), f"{path}: max_strength")
+    for name, entry in attrs.items():
+        if "max_strength" in entry:
+            _limit(entry["max_strength"], f"{path}: attribute {name!r} max_strength")
+    return attrs, dict(data.get("aliases") or {}), limit
 
 
-def attribute_table(path: str | Path | None = None) -> tuple[dict, dict]:
-    """``(attributes, aliases)`` from ``configs/attributes.yaml`` (or ``path``)."""
+def _limit(value: Any, what: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not math.isfinite(v) or v <= 0:
+        raise VidinvError(f"{what} must be a positive number, got {value!r}")
+    return v
+
+
+def _table(path: str | Path | None) -> tuple[dict, dict, float]:
     if path is None:
         from vidinv.paths import config_file
 
         path = config_file("attributes.yaml")
     return _load_table(str(path))
+
+
+def attribute_table(path: str | Path | None = None) -> tuple[dict, dict]:
+    """``(attributes, aliases)`` from ``configs/attributes.yaml`` (or ``path``)."""
+    attrs, aliases, _ = _table(path)
+    return attrs, aliases
+
+
+def strength_limit(spec: str, table: str | Path | None = None) -> float:
+    """The ``|strength|`` beyond which an edit with ``spec`` is far outside its useful range.
+
+    A table attribute's own ``max_strength``, else the table's top-level ``max_strength`` (also used for
+    ``sefa:N`` and direction files), else :data:`DEFAULT_MAX_STRENGTH`. Strength 1 is each direction's
+    reference edit (its ``scale``), so 10 means ten times that edit.
+    """
+    attrs, aliases, limit = _table(table)
+    key = str(spec).strip().lower()
+    entry = attrs.get(aliases.get(key, key))
+    return float(entry["max_strength"]) if entry and "max_strength" in entry else limit
+
+
+def parse_strength(text: Any, what: str) -> float:
+    """``float(text)`` for a strength; ``nan``/``inf``/non-numbers are an :class:`InputError` naming ``what``."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: the strength must be a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{what}: the strength must be a finite number, got {text!r}")
+    return v
 
 
 def known_attributes(table: str | Path | None = None) -> list[str]:
@@ -95,6 +151,8 @@ def _load_checkpoint(path: str) -> dict:
 
 
 def _sefa(spec: str, generator, generator_spec, n_latent: int | None, style_dim: int | None) -> Direction:
+    from vidinv.editing.directions import layer_range
+
     m = re.fullmatch(r"sefa:(\d+)(?::(\d+)-(\d+))?", spec.strip().lower())
     if not m:
         raise VidinvError(f"bad SeFa spec {spec!r}: use sefa:N (N-th direction, 0-based) "
@@ -139,6 +197,8 @@ def resolve_attribute(spec: str, zoo: Any = None, n_latent: int | None = 18, sty
     """
     if not isinstance(spec, str) or not spec.strip():
         raise VidinvError("an attribute must be a non-empty name, sefa:N or a file path")
+    from vidinv.editing.directions import load_direction
+
     spec = spec.strip()
     if spec.lower().startswith("sefa:"):
         return _sefa(spec, generator, generator_spec, n_latent, style_dim)
@@ -196,12 +256,19 @@ def list_attributes(zoo: Any = None, table: str | Path | None = None) -> list[di
     return rows
 
 
-def parse_attr_args(items: Sequence[str], default_strength: float = 1.0) -> list[tuple[str, float]]:
+def parse_attr_args(items: Sequence[str], default_strength: float = 1.0,
+                    table: str | Path | None = None) -> list[tuple[str, float]]:
     """``["smile", "age=-1.5"]`` -> ``[("smile", default_strength), ("age", -1.5)]``.
 
     The strength follows the last ``=``; a spec without one, or an existing file whose name holds
     an ``=``, gets ``default_strength``.
+
+    Raises:
+        InputError: a strength (or ``default_strength``) that is not a finite number (``nan``, ``inf``).
+
+    A strength with ``|s| > strength_limit(name)`` logs a warning (the edit saturates the face) but is kept.
     """
+    default = parse_strength(default_strength, "--strength")
     out = []
     for item in items:
         item = str(item).strip()
@@ -209,13 +276,15 @@ def parse_attr_args(items: Sequence[str], default_strength: float = 1.0) -> list
             raise VidinvError("empty --attr value")
         name, eq, value = item.rpartition("=")
         if not eq or Path(item).is_file():
-            out.append((item, float(default_strength)))
+            out.append((item, default))
             continue
-        try:
-            strength = float(value)
-        except ValueError:
-            raise VidinvError(f"--attr {item}: the strength after '=' must be a number") from None
         if not name:
             raise VidinvError(f"--attr {item}: missing attribute name before '='")
-        out.append((name, strength))
+        out.append((name, parse_strength(value, f"--attr {item}")))
+    for name, strength in out:
+        limit = strength_limit(name, table)
+        if abs(strength) > limit:
+            log.warning("--attr %s: strength %g is far outside the useful range (|strength| <= %g, where 1 is "
+                        "the attribute's reference edit); expect a saturated, unrecognisable face", name, strength,
+                        limit)
     return out
