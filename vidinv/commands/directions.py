@@ -6,11 +6,12 @@ import argparse
 import csv
 import logging
 from pathlib import Path
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from vidinv.errors import InputError, VidinvError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `vidinv directions list` does not need it
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ def _list(args) -> int:
 def read_labels(path: str | Path, attr: str) -> tuple[list[str], np.ndarray]:
     """``(names, labels [N])`` from a CSV: first column names, the label column named like ``attr``
     (case-insensitive) or else the second column. A first row whose label is not a number is a header."""
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"labels file not found: {path}")
@@ -177,6 +180,8 @@ def match_labels(names: list[str] | None, n: int, label_names: list[str],
     Returns:
         ``(code indices [M], labels [M])``.
     """
+    import numpy as np
+
     if names is not None:
         by_name = {}
         for nm, lab in zip(label_names, labels):

@@ -236,6 +236,7 @@ def check_model_path(seed: int = 0) -> Check:
     Any exception becomes a ``FAIL`` line (this check never raises).
     """
     label = "tiny invert+edit"
+    threads = None
     try:
         import time
 
@@ -246,6 +247,9 @@ def check_model_path(seed: int = 0) -> Check:
 
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(seed)
+        # tiny layers gain nothing from threads, and on a busy CPU the thread hand-offs cost seconds
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         with torch.no_grad():
             G = tiny_generator(seed)
             inv = tiny_inverter(seed, generator=G)
@@ -264,3 +268,6 @@ def check_model_path(seed: int = 0) -> Check:
     except Exception as exc:  # reported, never a crash
         msg = str(exc).splitlines()[0] if str(exc) else ""
         return Check("FAIL", label, f"{type(exc).__name__}: {msg}", True)
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads)
