@@ -13,7 +13,6 @@ from vidinv.editing.directions import (
     Direction,
     apply_edits,
     condition,
-    ganspace_edit_official,
     load_direction,
     load_ganspace,
     save_direction,
@@ -86,21 +85,30 @@ def test_ganspace_file(directions_dir):
         load_direction(path, component=80)
 
 
+def _e4e_ganspace_edit(w: torch.Tensor, d, target: float) -> torch.Tensor:
+    """e4e's named GANSpace edit as its notebook describes it (the reference for our additive edit): set the
+    coordinate of W+ layer 0 along the component to ``target`` std and add that change to the edit's layers."""
+    std, comp, mean = d.meta["std"], d.vector.to(w), d.meta["mean"].to(w)
+    coord = ((w[:, 0] - mean) @ comp) / std  # [B]
+    out = w.clone()
+    out[:, list(d.layers)] += ((target - coord) * std)[:, None, None] * comp
+    return out
+
+
 def test_ganspace_additive_matches_official_at_zero_coordinate(directions_dir):
     d = load_ganspace(directions_dir / "e4e_ganspace/ffhq_pca.pt", 54, start=7, end=8, sigmas=1.0)
     comp, mean = d.vector, d.meta["mean"]
     w = torch.randn(2, 18, 512)
     w0 = w[:, 0] - mean
     w[:, 0] = w0 - (w0 @ comp)[:, None] * comp + mean  # coordinate 0 along the component
-    official, ours = ganspace_edit_official(w, d, 20.0), apply_edits(w, [(d, 20.0)])
+    official, ours = _e4e_ganspace_edit(w, d, 20.0), apply_edits(w, [(d, 20.0)])
     np.testing.assert_allclose(official.numpy(), ours.numpy(), atol=1e-4)
-    # away from 0 the official edit lands on the target coordinate, ours moves by the strength
+    # away from 0 they differ by coord * std * comp on the edited layers (small next to |s| = 20)
     w2 = torch.randn(1, 18, 512) * 3
-    off = ganspace_edit_official(w2, d, 5.0)
-    coord = lambda x: float((x[0, 0] - mean) @ comp) / d.meta["std"]  # noqa: E731
-    assert coord(off) == pytest.approx(coord(w2), abs=1e-4)  # layer 0 is outside [7, 8): unchanged
-    assert float(((off[0, 7] - mean) @ comp) / d.meta["std"]) == pytest.approx(
-        5.0 + float(((w2[0, 7] - w2[0, 0]) @ comp) / d.meta["std"]), abs=1e-3)
+    coord = float((w2[0, 0] - mean) @ comp) / d.meta["std"]
+    diff = _e4e_ganspace_edit(w2, d, 5.0) - apply_edits(w2, [(d, 5.0)])
+    torch.testing.assert_close(diff[0, 7], -coord * d.meta["std"] * comp, atol=1e-4, rtol=1e-4)
+    assert diff[0, :7].abs().max() == 0 and diff[0, 8:].abs().max() == 0
 
 
 # ----------------------------------------------------------------------------------------- round trip

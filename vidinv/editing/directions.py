@@ -18,7 +18,7 @@ Formats read by :func:`load_direction` (auto-detected):
   ``[start, end)``. We apply it **additively** (``delta = strength * scale * comp[idx]`` on layers
   ``[start, end)``, ``scale = s * std[idx]``), so strength 0 is the identity and a schedule can ramp
   it; for a latent whose coordinate is ``c`` std the two differ by ``c * std * comp`` (small next to
-  ``|s| = 20``). :func:`ganspace_edit_official` reproduces e4e's formula for comparison.
+  ``|s| = 20``; tests/test_directions.py checks this against e4e's formula).
 
 Our own files (:func:`save_direction`): a W+ direction as ``.npy`` ``[1, L*sd]`` (the Feature-Style
 layout) or ``.pt`` ``[1, L, sd]``; a W direction as ``.pt`` (or ``.npy``) ``[1, sd]``. Files carry the
@@ -386,22 +386,4 @@ def apply_edits(w: torch.Tensor, edits: Sequence[tuple[Direction, Strength]],
             out = out + s[:, None, None] * delta
         else:
             raise VidinvError(f"strength for {d.name!r} must be a number or [B={B}] values, got shape {tuple(s.shape)}")
-    return out
-
-
-def ganspace_edit_official(w: torch.Tensor, d: Direction, target: float) -> torch.Tensor:
-    """e4e's GANSpace edit, for comparison: set the coordinate of W+ layer 0 along the component to
-    ``target`` standard deviations and add that change to the direction's layers.
-
-    Shape:
-        w: ``[B, L, sd]``; returns ``[B, L, sd]``.
-    """
-    if d.kind != "pca" or "mean" not in d.meta:
-        raise VidinvError("ganspace_edit_official needs a GANSpace direction loaded with its mean")
-    std, comp, mean = d.meta["std"], d.vector.to(w), d.meta["mean"].to(w)
-    coord = ((w[:, 0] - mean) @ comp) / std  # [B]
-    step = ((target - coord) * std)[:, None] * comp  # [B, sd]
-    out = w.clone()
-    idx = list(range(w.shape[1])) if d.layers is None else list(d.layers)
-    out[:, idx] += step[:, None]
     return out
