@@ -598,3 +598,18 @@ def test_parse_attr_args_warns_on_absurd_strengths(caplog, tmp_path):
     caplog.clear()
     parse_attr_args(["grin=20", "other.npy=5"], table=t)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["--attr other.npy"]
+
+
+def test_directions_list_does_not_import_torch(tmp_path):
+    """`vidinv directions list` (the table + the zoo status) stays light: no torch, no ray."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys; from vidinv.cli import main; rc = main(['directions', 'list']); "
+            "print(rc, sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin", "VIDINV_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
