@@ -82,3 +82,27 @@ def test_face_backends_find_dlib_models():
     rows = {c.label: c for c in doctor.check_face_backends()}
     assert set(rows) == {"dlib", "face-alignment", "insightface"}
     assert str(d) in rows["dlib"].detail
+
+
+def test_model_path_restores_the_torch_thread_count(monkeypatch):
+    import torch
+
+    import vidinv.models.tiny as tiny
+
+    before = torch.get_num_threads()
+    seen = []
+    real = tiny.tiny_generator
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(tiny, "tiny_generator", spy)
+    assert doctor.check_model_path().status == "OK"
+    assert seen == [1] and torch.get_num_threads() == before  # one thread while it runs, restored after
+
+    def boom(*a, **k):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(tiny, "tiny_generator", boom)
+    assert doctor.check_model_path().status == "FAIL" and torch.get_num_threads() == before
