@@ -86,8 +86,8 @@ def test_ganspace_file(directions_dir):
 
 
 def _e4e_ganspace_edit(w: torch.Tensor, d, target: float) -> torch.Tensor:
-    """e4e's named GANSpace edit as its notebook describes it (the reference for our additive edit): set the
-    coordinate of W+ layer 0 along the component to ``target`` std and add that change to the edit's layers."""
+    """e4e's named GANSpace edit as its notebook describes it (the reference for our additive edit): set
+    the coordinate of W+ layer 0 along the component to ``target`` std, add that change to the layers."""
     std, comp, mean = d.meta["std"], d.vector.to(w), d.meta["mean"].to(w)
     coord = ((w[:, 0] - mean) @ comp) / std  # [B]
     out = w.clone()
@@ -583,7 +583,8 @@ def test_parse_attr_args_warns_on_absurd_strengths(caplog, tmp_path):
     from vidinv.editing.attributes import strength_limit
 
     caplog.set_level(logging.WARNING, logger="vidinv.editing.attributes")
-    assert parse_attr_args(["smile=-10", "age=3", "x.npy=9.5"]) == [("smile", -10.0), ("age", 3.0), ("x.npy", 9.5)]
+    parsed = parse_attr_args(["smile=-10", "age=3", "x.npy=9.5"])
+    assert parsed == [("smile", -10.0), ("age", 3.0), ("x.npy", 9.5)]
     assert not caplog.records  # up to the limit: silent
     assert parse_attr_args(["smiling=1e9", "sefa:2=-11"]) == [("smiling", 1e9), ("sefa:2", -11.0)]
     msgs = [r.getMessage() for r in caplog.records]

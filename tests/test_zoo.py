@@ -364,7 +364,7 @@ def test_names_used_elsewhere_exist_in_the_zoo(home):
         zoo.get(n)  # raises on an unknown name
 
 
-# ---- several files at once, other inverters, import output -------------------------------------------------------
+# ---- several files at once, other inverters, import output ------------------------------------------------
 def _zoo3(url_ok: str, url_404: str) -> Zoo:
     cfg = {"artifacts": [
         dict(name="blob", file="blob.bin", kind="direction", source=dict(type="http", url=url_ok),
@@ -373,8 +373,8 @@ def _zoo3(url_ok: str, url_404: str) -> Zoo:
              cache="models/gone.pt"),
         dict(name="refused", file="refused.pth", kind="fs_encoder",
              source=dict(type="http", url="http://127.0.0.1:9/refused.pth"), cache="models/refused.pth"),
-        dict(name="handmade", file="handmade.pth", kind="padinv", source=dict(type="none", page="https://x.org/p"),
-             note="train it yourself", cache="models/handmade.pth"),
+        dict(name="handmade", file="handmade.pth", kind="padinv", note="train it yourself",
+             source=dict(type="none", page="https://x.org/p"), cache="models/handmade.pth"),
     ]}
     return Zoo(config=cfg)
 
@@ -410,7 +410,8 @@ def test_zoo_yaml_other_inverters(home, tmp_path):
     hfgi, hyper, ada, pad = (zoo.get(n) for n in ("hfgi_ffhq", "hyperinverter_ffhq", "stylegan2_ada_ffhq",
                                                    "padinv_ffhq"))
     assert hfgi.file == "ckpt.pt" and hfgi.source["id"] == "19y6pxOiJWB0NoG3fAZO9Eab66zkN9XIL"
-    assert hyper.source["type"] == "gdrive" and hyper.file.endswith(".pt") and "stylegan2_ada_ffhq" in hyper.note
+    assert hyper.source["type"] == "gdrive" and hyper.file.endswith(".pt")
+    assert "stylegan2_ada_ffhq" in hyper.note
     assert ada.file == "stylegan2-ffhq-config-f.pkl" and "pickle" in ada.note and "--allow-pickle" in ada.note
     assert pad.source["type"] == "none" and "url" not in pad.source and "published" in pad.note
     assert zoo.get("hfgi").name == "hfgi_ffhq" and zoo.get("padinv").name == "padinv_ffhq"

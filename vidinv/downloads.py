@@ -1,4 +1,4 @@
-"""Resumable downloads for the model zoo: plain HTTP with ``Range`` into a ``.part`` file, Google Drive via gdown.
+"""Resumable downloads for the model zoo: HTTP with ``Range`` into a ``.part`` file, Google Drive via gdown.
 
 Split out of :mod:`vidinv.zoo` (which verifies and installs what these functions fetch).
 """

@@ -41,7 +41,7 @@ class Artifact:
         name: zoo name, e.g. ``fs_encoder_143``.
         file: published file name, e.g. ``143_enc.pth``.
         kind: ``generator``, ``fs_encoder``, ``arcface``, ``bisenet``, ``direction``, ``pca``, ...
-        source: ``{'type': 'gdrive'|'http'|'none', 'id'|'url': ..., 'page': ...}`` (``none``: no published link).
+        source: ``{'type': 'gdrive'|'http'|'none', 'id'|'url': ..., 'page': ...}`` (``none``: no link).
         cache: path relative to the cache root.
         size: bytes or None.
         sha256: hex digest or None (then the file can be present but never verified).
@@ -363,7 +363,7 @@ class Zoo:
 
     def require_all(self, names: Iterable[str], offline: bool | None = None, progress: bool = True
                     ) -> dict[str, Path]:
-        """The local paths of several artifacts; missing ones are fetched when online; ONE error lists all failures.
+        """Local paths of several artifacts (missing ones fetched when online); ONE error lists all failures.
 
         Call it with every file a run needs before starting work, so that a user learns about all missing
         files at once instead of one per run.
@@ -377,8 +377,9 @@ class Zoo:
             ``{zoo name: path}`` in the order given.
 
         Raises:
-            MissingWeightsError: one line naming every file still missing (published name and zoo name) and the
-                fix: ``vidinv weights fetch NAME ...`` on a connected machine or ``vidinv weights import DIR``.
+            MissingWeightsError: one line naming every file still missing (published and zoo name) and
+                the fix: ``vidinv weights fetch NAME ...`` on a connected machine or
+                ``vidinv weights import DIR``.
                 Network errors are summarised (``HTTP 404``, ``network error``); details are logged at DEBUG.
         """
         wanted = list(dict.fromkeys(self.get(n).name for n in names))
@@ -404,7 +405,8 @@ class Zoo:
     def _missing_message(self, failed: list[tuple[Artifact, str]], offline: bool) -> str:
         if len(failed) == 1:
             a, why = failed[0]
-            return self._fix_message(a, self.path(a.name), why + (" and vidinv is offline" if offline else ""))
+            why += " and vidinv is offline" if offline else ""
+            return self._fix_message(a, self.path(a.name), why)
 
         def detail(a: Artifact, why: str) -> str:
             if a.source.get("type") == "none":
@@ -423,8 +425,8 @@ class Zoo:
         if a.source.get("type") == "none":
             fix = f"put the file at {dst} or `vidinv weights import DIR` with a folder holding it ({a.note})"
         else:
-            fix = (f"run `vidinv weights fetch {a.name}` on a connected machine, or put the file at {dst}, or "
-                   f"`vidinv weights import DIR` with a folder holding it")
+            fix = (f"run `vidinv weights fetch {a.name}` on a connected machine, or put the file at {dst}, "
+                   f"or `vidinv weights import DIR` with a folder holding it")
         msg = f"{a.file} ({a.kind} '{a.name}') {why}; it comes from {a.where()}; fix: {fix}"
         return " ".join(msg.split())
 
@@ -457,7 +459,8 @@ def _short_reason(exc: BaseException) -> str:
     """A few words for a failed download (the full text goes to the debug log)."""
     text = str(exc)
     for pattern, words in ((r"HTTP \d{3}", None), (r"sha256 mismatch", "checksum mismatch"),
-                           (r"downloaded \d+ bytes, expected", "size mismatch"), (r"gdown is needed", "gdown missing"),
+                           (r"downloaded \d+ bytes, expected", "size mismatch"),
+                           (r"gdown is needed", "gdown missing"),
                            (r"quota|removed", "Google Drive refused it")):
         m = re.search(pattern, text)
         if m:

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     pl.add_argument("--kind", help="only this kind (generator, fs_encoder, direction, ...)")
     pl.add_argument("--paths", action="store_true", help="show the cache path of each file")
     pl.add_argument("--links", action="store_true", help="show the download link of each file")
-    pl.add_argument("--notes", action="store_true", help="show each file's note (conversion, no published link)")
+    pl.add_argument("--notes", action="store_true", help="show each file's note (conversion, no link, ...)")
     pf = ws.add_parser("fetch", help="download files (default: all missing)")
     pf.add_argument("names", nargs="*", metavar="NAME", help="zoo names (see `vidinv weights list`)")
     pf.add_argument("--force", action="store_true", help="download again even if present")
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         extra = [c for c, flag in (("path", "paths"), ("link", "links"), ("note", "notes"))
                  if getattr(args, flag, False)]
         cols = ["name", "kind", "status", "file", "size", "source", "license"] + extra
-        _print_table(cols, [[format_size(r[c]) if c == "size" else (r[c] or "-") for c in cols] for r in rows])
+        _print_table(cols, [[format_size(r[c]) if c == "size" else (r[c] or "-") for c in cols]
+                            for r in rows])
         missing = sum(r["status"] == "missing" for r in rows)
         print(f"\ncache: {zoo.home}  ({missing} of {len(rows)} missing; `vidinv weights fetch` or "
               "`vidinv weights import DIR`)")

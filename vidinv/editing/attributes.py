@@ -93,7 +93,7 @@ def strength_limit(spec: str, table: str | Path | None = None) -> float:
 
 
 def parse_strength(text: Any, what: str) -> float:
-    """``float(text)`` for a strength; ``nan``/``inf``/non-numbers are an :class:`InputError` naming ``what``."""
+    """``float(text)`` for a strength; ``nan``, ``inf`` and non-numbers are an :class:`InputError`."""
     try:
         v = float(text)
     except (TypeError, ValueError):
@@ -284,7 +284,7 @@ def parse_attr_args(items: Sequence[str], default_strength: float = 1.0,
     for name, strength in out:
         limit = strength_limit(name, table)
         if abs(strength) > limit:
-            log.warning("--attr %s: strength %g is far outside the useful range (|strength| <= %g, where 1 is "
-                        "the attribute's reference edit); expect a saturated, unrecognisable face", name, strength,
-                        limit)
+            log.warning("--attr %s: strength %g is far outside the useful range (|strength| <= %g, where 1 "
+                        "is the attribute's reference edit); expect a saturated, unrecognisable face",
+                        name, strength, limit)
     return out

@@ -13,8 +13,8 @@ import torch
 from vidinv.errors import InputError, VidinvError
 
 # the opt-in, as each interface spells it (the message is shown by the CLI and by the Python API alike)
-_PICKLE_FIX = ("rerun with `--allow-pickle` (CLI), `allow_pickle: true` in a model spec, or allow_pickle=True "
-               "(Python API)")
+_PICKLE_FIX = ("rerun with `--allow-pickle` (CLI), `allow_pickle: true` in a model spec, "
+               "or allow_pickle=True (Python API)")
 
 
 def safe_load(path: str | PathLike, allow_pickle: bool = False, map_location: Any = "cpu") -> Any:
