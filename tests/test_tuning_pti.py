@@ -100,7 +100,8 @@ def test_feature_locality_keeps_nearby_latents():
         ref = inv.render(codes, w_r)
     dev = {}
     for loc in (False, True):
-        cfg = TuneConfig(epochs=6, locality=loc, locality_alpha=3.0, locality_l2=10.0, locality_samples=8, **FAST)
+        cfg = TuneConfig(epochs=6, locality=loc, locality_alpha=3.0, locality_l2=10.0, locality_samples=8,
+                         **FAST)
         wt = pivotal_tune(inv, crops[:8], codes, cfg, lpips=None)
         dev[loc] = mse(render_tuned(inv, codes, w_r, None, wt), ref)
     assert dev[True] < 0.5 * dev[False], dev

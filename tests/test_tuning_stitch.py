@@ -63,7 +63,8 @@ def test_feature_stitching_fixes_band_keeps_inside(edited):
     content, border, _ = stitch_masks(masks, cfg)
     plain = render_tuned(inv, codes, w_edit, None, pti)
     steps = []
-    groups = stitch_tune(inv, codes, w_edit, crops, masks, cfg, base=pti, progress=lambda s, v: steps.append(s))
+    groups = stitch_tune(inv, codes, w_edit, crops, masks, cfg, base=pti,
+                         progress=lambda s, v: steps.append(s))
     out = render_tuned(inv, codes, w_edit, None, groups)
     band_before, band_after = masked_error(plain, crops, border), masked_error(out, crops, border)
     inside_move = masked_error(out, plain, content) / 3  # per-channel MSE inside the mask
@@ -83,8 +84,9 @@ def test_cardinality_per_frame_groups_and_early_stop(edited):
     # a threshold above any loss stops before the first step: each group is then exactly the PTI weights
     calls = []
     c2 = {k: v[:2] for k, v in codes.items()}
-    groups = stitch_tune(inv, c2, w_edit[:2], crops[:2], masks[:2], StitchConfig(steps=5, border_threshold=1e9),
-                         base=pti, progress=lambda s, v: calls.append(s))
+    groups = stitch_tune(inv, c2, w_edit[:2], crops[:2], masks[:2],
+                         StitchConfig(steps=5, border_threshold=1e9), base=pti,
+                         progress=lambda s, v: calls.append(s))
     assert calls == [] and len(groups) == 2
     assert groups[0].params.keys() == pti.params.keys()
     assert all(torch.equal(groups[1].params[k], v) for k, v in pti.params.items())

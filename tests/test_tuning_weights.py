@@ -37,7 +37,8 @@ def test_feature_reedit_with_cached_weights_is_bit_exact(tmp_path):
     w_edit = codes["w"] + 0.5 * torch.randn(codes["w"].shape, generator=torch.Generator().manual_seed(1))
     masks = torch.zeros(3, 1, 64, 64)
     masks[..., 16:48, 20:44] = 1
-    groups = stitch_tune(inv, codes, w_edit, crops, masks, StitchConfig(steps=2, lr=1e-3), base=pti, noise=noise)
+    groups = stitch_tune(inv, codes, w_edit, crops, masks, StitchConfig(steps=2, lr=1e-3), base=pti,
+                         noise=noise)
     edit = render_tuned(inv, codes, w_edit, noise, pti)
     stitched = render_tuned(inv, codes, w_edit, noise, groups)
     save_weights(tmp_path / "pti.pt", pti)

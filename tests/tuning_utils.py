@@ -34,6 +34,6 @@ def _load() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def clip_crops() -> tuple[torch.Tensor, torch.Tensor]:
-    """``(crops [16, 3, 64, 64] in [-1, 1], landmarks in crop pixels [16, 68, 2])``, computed once per session."""
+    """``(crops [16, 3, 64, 64] in [-1, 1], crop-pixel landmarks [16, 68, 2])``, computed once per session."""
     crops, lm = _load()
     return crops.clone(), lm.clone()

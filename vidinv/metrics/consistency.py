@@ -113,7 +113,8 @@ def _pair_scores(emb: ArrayLike, which: str) -> np.ndarray:
 def _normalised(emb: ArrayLike, src_emb: ArrayLike, which: str, mode: Mode) -> float:
     e, s = as_unit_rows(emb, "emb"), as_unit_rows(src_emb, "src_emb")
     if e.shape[0] != s.shape[0]:
-        raise InputError(f"emb and src_emb must have one row per frame each, got {e.shape[0]} and {s.shape[0]}")
+        raise InputError(f"emb and src_emb must have one row per frame each, "
+                         f"got {e.shape[0]} and {s.shape[0]}")
     if mode not in MODES:
         raise InputError(f"mode must be 'mean_of_ratios' or 'ratio_of_means', got {mode!r}")
     if e.shape[0] < 2:
@@ -170,7 +171,8 @@ def tg_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = DEFAULT_MODE) -> floa
     return _normalised(emb, src_emb, "global", mode)
 
 
-def temporal_identity(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = DEFAULT_MODE) -> dict[str, float | str]:
+def temporal_identity(emb: ArrayLike, src_emb: ArrayLike,
+                      mode: Mode = DEFAULT_MODE) -> dict[str, float | str]:
     """TL-ID and TG-ID of one clip, named with the mode that produced them.
 
     Returns:

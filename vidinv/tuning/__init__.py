@@ -14,9 +14,9 @@ from vidinv.tuning.config import StitchConfig, TuneConfig
 from vidinv.tuning.core import generator_of, load_lpips_loss
 from vidinv.tuning.pti import pivotal_tune
 from vidinv.tuning.stitch import boundary_band, render_tuned, stitch_masks, stitch_tune
-from vidinv.tuning.weights import (TunedWeights, load_weights, save_weights, weights_for_frame, weights_from_state,
-                                   weights_to_state)
+from vidinv.tuning.weights import (TunedWeights, load_weights, save_weights, weights_for_frame,
+                                   weights_from_state, weights_to_state)
 
 __all__ = ["TuneConfig", "StitchConfig", "pivotal_tune", "stitch_tune", "stitch_masks", "boundary_band",
-           "render_tuned", "TunedWeights", "save_weights", "load_weights", "weights_to_state", "weights_from_state",
-           "weights_for_frame", "generator_of", "load_lpips_loss"]
+           "render_tuned", "TunedWeights", "save_weights", "load_weights", "weights_to_state",
+           "weights_from_state", "weights_for_frame", "generator_of", "load_lpips_loss"]

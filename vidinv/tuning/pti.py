@@ -68,7 +68,8 @@ class _Locality:
             self.w_avg = G.mapping(z).mean(0, keepdim=True)  # [1, sd]
         self.device = device
 
-    def targets(self, code: Mapping[str, Tensor], noise: list | None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    def targets(self, code: Mapping[str, Tensor],
+                noise: list | None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Sampled codes, their latents and the original generator's renders (no grad)."""
         cfg, B = self.cfg, code["w"].shape[0]
         j = torch.arange(cfg.locality_samples, device=self.device) % B
@@ -93,13 +94,14 @@ def _check_inputs(inverter: Any, crops: Tensor, codes: Mapping[str, Tensor]) -> 
     if n != crops.shape[0]:
         raise InputError(f"pivotal_tune: {crops.shape[0]} crops but {n} codes")
     if crops.shape[-1] != inverter.size or crops.shape[-2] != inverter.size:
-        raise InputError(f"pivotal_tune: crops must be {inverter.size}x{inverter.size} (the generator's size), "
-                         f"got {list(crops.shape[-2:])}")
+        raise InputError(f"pivotal_tune: crops must be {inverter.size}x{inverter.size} "
+                         f"(the generator's size), got {list(crops.shape[-2:])}")
     return n
 
 
 def pivotal_tune(inverter: Any, crops: Tensor, codes: Mapping[str, Tensor], cfg: TuneConfig | None = None,
-                 noise: list | None = None, lpips: Any = "auto", progress: Progress | None = None) -> TunedWeights:
+                 noise: list | None = None, lpips: Any = "auto",
+                 progress: Progress | None = None) -> TunedWeights:
     """Fine-tune the inverter's generator on a clip's aligned crops around their fixed codes.
 
     The generator is left as it was; the result holds the tuned values of the parameters that
@@ -129,7 +131,8 @@ def pivotal_tune(inverter: Any, crops: Tensor, codes: Mapping[str, Tensor], cfg:
     crops = crops.to(device)
     codes = {k: v.to(device) for k, v in codes.items()}
     idx = torch.tensor(cfg.train_frames(N), dtype=torch.long, device=device)
-    lp = _lpips_for(cfg.lpips_net, cfg.lpips_lambda > 0 or (cfg.locality and cfg.locality_lpips > 0), lpips, device)
+    wants_lpips = cfg.lpips_lambda > 0 or (cfg.locality and cfg.locality_lpips > 0)
+    lp = _lpips_for(cfg.lpips_net, wants_lpips, lpips, device)
     before = snapshot(G)
     loc = _Locality(inverter, G, before, cfg, lp, device) if cfg.locality else None
     step, last = 0, float("nan")

@@ -82,11 +82,11 @@ def _check(inverter: Any, codes: Mapping[str, Tensor], w_edit: Tensor, crops: Te
     _check_mask(masks)
     n = check_code(codes, ("w",), "stitch_tune codes")
     if not (crops.shape[0] == masks.shape[0] == w_edit.shape[0] == n):
-        raise InputError(f"stitch_tune: codes ({n}), w_edit ({w_edit.shape[0]}), crops ({crops.shape[0]}) and "
-                         f"masks ({masks.shape[0]}) must have one row per frame")
+        raise InputError(f"stitch_tune: codes ({n}), w_edit ({w_edit.shape[0]}), crops ({crops.shape[0]}) "
+                         f"and masks ({masks.shape[0]}) must have one row per frame")
     if crops.shape[-2:] != masks.shape[-2:] or crops.shape[-1] != inverter.size:
-        raise InputError(f"stitch_tune: crops {list(crops.shape[-2:])} and masks {list(masks.shape[-2:])} must "
-                         f"both be {inverter.size}x{inverter.size}")
+        raise InputError(f"stitch_tune: crops {list(crops.shape[-2:])} and masks {list(masks.shape[-2:])} "
+                         f"must both be {inverter.size}x{inverter.size}")
     return n
 
 
@@ -115,7 +115,8 @@ def stitch_tune(inverter: Any, codes: Mapping[str, Tensor], w_edit: Tensor, crop
         ``info['border']`` is the chunk's last border loss.
 
     Shape:
-        codes ``{'w': [N, L, sd], ...}``; w_edit ``[N, L, sd]``; crops ``[N, 3, S, S]``; masks ``[N, 1, S, S]``.
+        codes ``{'w': [N, L, sd], ...}``; w_edit ``[N, L, sd]``; crops ``[N, 3, S, S]``;
+        masks ``[N, 1, S, S]``.
     """
     cfg = cfg or StitchConfig()
     N = _check(inverter, codes, w_edit, crops, masks)
@@ -131,10 +132,10 @@ def stitch_tune(inverter: Any, codes: Mapping[str, Tensor], w_edit: Tensor, crop
     try:
         with base.applied(G) if base is not None else nullcontext():
             start = snapshot(G)
-            edited = torch.cat([inverter.render({k: v[i:i + cfg.chunk] for k, v in codes.items()},
-                                                w_edit[i:i + cfg.chunk], noise) for i in range(0, N, cfg.chunk)])
-            for i in range(0, N, cfg.chunk):
-                sl = slice(i, i + cfg.chunk)
+            chunks = [slice(i, i + cfg.chunk) for i in range(0, N, cfg.chunk)]
+            edited = torch.cat([inverter.render({k: v[sl] for k, v in codes.items()}, w_edit[sl], noise)
+                                for sl in chunks])
+            for sl in chunks:
                 load_params(G, start)
                 last = _tune_chunk(inverter, {k: v[sl] for k, v in codes.items()}, w_edit[sl], crops[sl],
                                    edited[sl], content[sl], border[sl], cfg, noise, progress, counter)
@@ -169,8 +170,9 @@ def _tune_chunk(inverter: Any, code: dict[str, Tensor], w_edit: Tensor, crop: Te
     return last
 
 
-def render_tuned(inverter: Any, code: Mapping[str, Tensor], w_edit: Tensor | None = None, noise: list | None = None,
-                 weights: TunedWeights | list[TunedWeights] | None = None, frames: Tensor | None = None) -> Tensor:
+def render_tuned(inverter: Any, code: Mapping[str, Tensor], w_edit: Tensor | None = None,
+                 noise: list | None = None, weights: TunedWeights | list[TunedWeights] | None = None,
+                 frames: Tensor | None = None) -> Tensor:
     """``inverter.render`` with tuned weights: one group for all rows (PTI), or each row with the group that
     serves its frame index (stitching); rows no group serves render with the generator as it is.
 

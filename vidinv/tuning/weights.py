@@ -86,7 +86,8 @@ def weights_from_state(state: Mapping[str, Any]) -> list[TunedWeights]:
     out = []
     for g in state["groups"]:
         frames = g["frames"]
-        out.append(TunedWeights(dict(g["params"]), None if frames.numel() == 0 else frames, str(state["kind"])))
+        frames = None if frames.numel() == 0 else frames
+        out.append(TunedWeights(dict(g["params"]), frames, str(state["kind"])))
     return out
 
 
