@@ -164,3 +164,18 @@ def test_exception():
 
     with pytest.raises(VidinvError, match="does not render differentiably"):
         pivotal_tune(Frozen(), crops[:2], codes, TuneConfig(epochs=1), lpips=None)
+
+
+@pytest.mark.parametrize("family", ["hfgi", "padinv", "hyperinverter"])
+def test_smoke_other_inverter_families(family):
+    """Every inverter that renders through a generator module tunes through its own render."""
+    import importlib
+
+    inv = getattr(importlib.import_module(f"vidinv.inverters.{family}"), f"tiny_{family}_inverter")(0)
+    crops, _ = clip_crops()
+    crops = torch.nn.functional.interpolate(crops[:2], size=inv.size, mode="bilinear", align_corners=False)
+    codes = inv.invert(crops)
+    before = inv.render(codes)
+    w = pivotal_tune(inv, crops, codes, TuneConfig(epochs=3, lr=1e-2, batch=2), lpips=None)
+    assert mse(render_tuned(inv, codes, None, None, w), crops) < mse(before, crops)
+    assert torch.equal(inv.render(codes), before)

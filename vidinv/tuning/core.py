@@ -21,19 +21,21 @@ from vidinv.errors import VidinvError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_ATTRS = ("generator", "G")
+GENERATOR_ATTRS = ("generator", "G", "net.decoder")  # fs/padinv, psp/e4e/hfgi, hyperinverter
 LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 _WARNED: set[str] = set()
 
 
 def generator_of(inverter: Any) -> nn.Module:
-    """The generator module an inverter renders through (``inverter.generator`` or ``inverter.G``).
+    """The generator module an inverter renders through (``inverter.generator``, ``.G`` or ``.net.decoder``).
 
     Raises:
         VidinvError: the inverter exposes no generator module.
     """
-    for attr in GENERATOR_ATTRS:
-        G = getattr(inverter, attr, None)
+    for path in GENERATOR_ATTRS:
+        G = inverter
+        for attr in path.split("."):
+            G = getattr(G, attr, None)
         if isinstance(G, nn.Module):
             return G
     raise VidinvError(f"inverter {getattr(inverter, 'name', type(inverter).__name__)!r} exposes no generator "
