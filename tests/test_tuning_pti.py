@@ -150,6 +150,8 @@ def test_exception():
         pivotal_tune(inv, crops[:2], rows(codes, slice(0, 1)), TuneConfig(epochs=1))
     with pytest.raises(InputError, match="64x64"):
         pivotal_tune(inv, crops[:2, :, :32, :32], codes, TuneConfig(epochs=1))
+    with pytest.raises(InputError, match="one fixed noise"):
+        pivotal_tune(inv, crops[:2], codes, TuneConfig(epochs=1), noise=inv.G.make_noise(2), lpips=None)
     with pytest.raises(InputError, match="lr"):
         TuneConfig(lr=0)
     with pytest.raises(VidinvError, match="exposes no generator"):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidinv.errors import VidinvError
+from vidinv.errors import InputError, VidinvError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,16 @@ def render_grad(inverter: Any, code: Mapping[str, Tensor], w_edit: Tensor | None
     fn = inspect.unwrap(type(inverter).render)
     with torch.enable_grad():
         return fn(inverter, dict(code), w_edit, noise)
+
+
+def check_clip_noise(noise: list | None, who: str) -> None:
+    """Tuning renders row subsets of the clip, so its noise must be one fixed noise for the whole clip."""
+    if noise is None:
+        return
+    bad = [i for i, n in enumerate(noise) if n is not None and n.shape[0] != 1]
+    if bad:
+        raise InputError(f"{who}: noise must be one fixed noise for the clip (batch-1 maps); "
+                         f"entries {bad[:4]} have a batch dimension")
 
 
 def snapshot(G: nn.Module) -> dict[str, Tensor]:

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from vidinv.errors import InputError, VidinvError
 from vidinv.inverters.base import check_code, check_images, expand_w
 from vidinv.tuning.config import TuneConfig
-from vidinv.tuning.core import (generator_of, load_lpips_loss, load_params, render_grad, snapshot, swapped,
-                                trainable)
+from vidinv.tuning.core import (check_clip_noise, generator_of, load_lpips_loss, load_params, render_grad,
+                                snapshot, swapped, trainable)
 from vidinv.tuning.weights import TunedWeights, changed_params
 
 Progress = Callable[[int, float], None]
@@ -112,7 +112,8 @@ def pivotal_tune(inverter: Any, crops: Tensor, codes: Mapping[str, Tensor], cfg:
         crops: the clip's aligned face crops in [-1, 1], in clip order.
         codes: the inverter's codes of those crops (the pivots; not modified).
         cfg: :class:`TuneConfig` (STIT's defaults).
-        noise: the clip's fixed noise (None = the generator's stored noise), as the pipeline renders.
+        noise: the clip's fixed noise, batch-1 maps (None = the generator's stored noise), as the pipeline
+            renders.
         lpips: ``'auto'`` (the ``lpips`` package if its backbone is cached, else L2 only, said once),
             None (L2 only) or a callable ``(x, y) -> [B,...]`` loss.
         progress: called ``progress(step, loss)`` after every optimizer step (1-based;
@@ -126,6 +127,7 @@ def pivotal_tune(inverter: Any, crops: Tensor, codes: Mapping[str, Tensor], cfg:
     """
     cfg = cfg or TuneConfig()
     N = _check_inputs(inverter, crops, codes)
+    check_clip_noise(noise, "pivotal_tune")
     G = generator_of(inverter)
     device = next(G.parameters()).device
     crops = crops.to(device)

@@ -28,7 +28,8 @@ from torch import Tensor
 from vidinv.errors import InputError
 from vidinv.inverters.base import check_code, check_images
 from vidinv.tuning.config import StitchConfig
-from vidinv.tuning.core import generator_of, load_params, masked_error, render_grad, snapshot, trainable
+from vidinv.tuning.core import (check_clip_noise, generator_of, load_params, masked_error, render_grad,
+                                snapshot, trainable)
 from vidinv.tuning.weights import TunedWeights, changed_params
 
 Progress = Callable[[int, float], None]
@@ -105,7 +106,7 @@ def stitch_tune(inverter: Any, codes: Mapping[str, Tensor], w_edit: Tensor, crop
         masks: face masks of the original crops in [0, 1] (e.g. a parsing or landmark-hull mask).
         cfg: :class:`StitchConfig` (STIT's defaults: 100 steps per frame, lr 3e-4).
         base: the clip's PTI weights to start every chunk from (None = the generator as it is).
-        noise: the clip's fixed noise.
+        noise: the clip's fixed noise (batch-1 maps).
         frames: the clip's frame indices of the rows (stored with each group; default ``0..N-1``).
         progress: ``progress(step, loss)`` after every optimizer step (1-based over all chunks; at most
             ``cfg.steps * ceil(N / cfg.chunk)``).
@@ -120,6 +121,7 @@ def stitch_tune(inverter: Any, codes: Mapping[str, Tensor], w_edit: Tensor, crop
     """
     cfg = cfg or StitchConfig()
     N = _check(inverter, codes, w_edit, crops, masks)
+    check_clip_noise(noise, "stitch_tune")
     G = generator_of(inverter)
     device = next(G.parameters()).device
     codes = {k: v.to(device) for k, v in codes.items()}
@@ -181,6 +183,7 @@ def render_tuned(inverter: Any, code: Mapping[str, Tensor], w_edit: Tensor | Non
     """
     if weights is None:
         return inverter.render(dict(code), w_edit, noise)
+    check_clip_noise(noise, "render_tuned")
     groups = [weights] if isinstance(weights, TunedWeights) else list(weights)
     B = check_code(code, ("w",), "render_tuned code")
     frames = torch.arange(B) if frames is None else torch.as_tensor(frames, dtype=torch.int64).cpu()
