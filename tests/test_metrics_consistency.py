@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vidinv.errors import InputError
-from vidinv.metrics.consistency import identity_consistency, pairwise_id, similarity_matrix, tg_id, tl_id
+from vidinv.metrics.consistency import (identity_consistency, pairwise_id, similarity_matrix,
+                                       temporal_identity, tg_id, tl_id)
 
 
 def angled(thetas, dim=16, seed=0, scale=True):
@@ -41,18 +42,57 @@ def test_feature_ic_exact():
     assert identity_consistency(angled([0.0, math.pi])) == pytest.approx(-1.0, abs=1e-12)
 
 
-def test_feature_tl_tg_exact():
+def adj(th):
+    return [math.cos(th[i + 1] - th[i]) for i in range(len(th) - 1)]
+
+
+def allp(th):
+    return [math.cos(th[j] - th[i]) for i in range(len(th)) for j in range(i + 1, len(th))]
+
+
+def test_feature_tl_tg_exact_both_modes():
     e, s = angled(EDIT, seed=2), angled(SRC, seed=3)  # different planes: only angles matter
-    adj = lambda th: [math.cos(th[i + 1] - th[i]) for i in range(len(th) - 1)]  # noqa: E731
-    allp = lambda th: [math.cos(th[j] - th[i]) for i in range(len(th)) for j in range(i + 1, len(th))]  # noqa: E731
-    assert tl_id(e, s) == pytest.approx(np.mean(adj(EDIT)) / np.mean(adj(SRC)), abs=1e-12)
-    assert tg_id(e, s) == pytest.approx(np.mean(allp(EDIT)) / np.mean(allp(SRC)), abs=1e-12)
-    want = np.mean(np.array(adj(EDIT)) / np.array(adj(SRC)))
-    assert tl_id(e, s, mode="mean_of_ratios") == pytest.approx(want, abs=1e-12)
-    want = np.mean(np.array(allp(EDIT)) / np.array(allp(SRC)))
-    assert tg_id(e, s, mode="mean_of_ratios") == pytest.approx(want, abs=1e-12)
-    # a less consistent edit than its source scores below 1
-    assert tl_id(e, s) < 1.0 and tg_id(e, s) < 1.0
+    # default: the mean of per-pair ratios (adjacent pairs for TL-ID, all pairs i<j for TG-ID)
+    want_tl = np.mean(np.array(adj(EDIT)) / np.array(adj(SRC)))
+    want_tg = np.mean(np.array(allp(EDIT)) / np.array(allp(SRC)))
+    assert tl_id(e, s) == pytest.approx(want_tl, abs=1e-12)
+    assert tg_id(e, s) == pytest.approx(want_tg, abs=1e-12)
+    assert tl_id(e, s, mode="mean_of_ratios") == tl_id(e, s)
+    # the option: the ratio of the means
+    rom_tl, rom_tg = np.mean(adj(EDIT)) / np.mean(adj(SRC)), np.mean(allp(EDIT)) / np.mean(allp(SRC))
+    assert tl_id(e, s, mode="ratio_of_means") == pytest.approx(rom_tl, abs=1e-12)
+    assert tg_id(e, s, mode="ratio_of_means") == pytest.approx(rom_tg, abs=1e-12)
+    # a less consistent edit than its source scores below 1 in both modes
+    for mode in ("mean_of_ratios", "ratio_of_means"):
+        assert tl_id(e, s, mode=mode) < 1.0 and tg_id(e, s, mode=mode) < 1.0
+
+
+def test_feature_modes_differ_by_hand():
+    """Three frames, angles chosen so the two modes give visibly different, hand-checkable values.
+
+    Source pairs (adjacent): cos(0.2), cos(1.2); edited: cos(0.6), cos(0.6).
+    mean_of_ratios = (cos .6/cos .2 + cos .6/cos 1.2) / 2; ratio_of_means = cos .6 / ((cos .2 + cos 1.2) / 2).
+    """
+    e, s = angled([0.0, 0.6, 1.2], seed=5), angled([0.0, 0.2, 1.4], seed=6)
+    c = math.cos
+    mor = (c(0.6) / c(0.2) + c(0.6) / c(1.2)) / 2
+    rom = c(0.6) / ((c(0.2) + c(1.2)) / 2)
+    assert tl_id(e, s) == pytest.approx(mor, abs=1e-12)
+    assert tl_id(e, s, "ratio_of_means") == pytest.approx(rom, abs=1e-12)
+    assert abs(mor - rom) > 0.1
+    # TG-ID adds the pair (0, 2): source cos(1.4), edited cos(1.2)
+    mor_g = (c(0.6) / c(0.2) + c(1.2) / c(1.4) + c(0.6) / c(1.2)) / 3
+    rom_g = (2 * c(0.6) + c(1.2)) / (c(0.2) + c(1.4) + c(1.2))
+    assert tg_id(e, s) == pytest.approx(mor_g, abs=1e-12)
+    assert tg_id(e, s, "ratio_of_means") == pytest.approx(rom_g, abs=1e-12)
+
+
+def test_feature_temporal_identity_names_the_mode():
+    e, s = angled(EDIT, seed=2), angled(SRC, seed=3)
+    r = temporal_identity(e, s)
+    assert r == {"tl_id": tl_id(e, s), "tg_id": tg_id(e, s), "mode": "mean_of_ratios"}
+    r = temporal_identity(e, s, mode="ratio_of_means")
+    assert r["mode"] == "ratio_of_means" and r["tg_id"] == tg_id(e, s, mode="ratio_of_means")
 
 
 def test_feature_pairwise_and_matrix():
@@ -77,8 +117,9 @@ def test_cardinality_short_clips():
     assert identity_consistency(two) == pytest.approx(math.cos(0.4), abs=1e-12)
     assert tg_id(two, two) == pytest.approx(1.0) and tl_id(two, two) == pytest.approx(1.0)
     assert pairwise_id(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0,)
-    # a source whose frames are orthogonal has no similarity to normalise by
+    # a source whose frames are orthogonal has no similarity to normalise by (either mode)
     assert math.isnan(tl_id(two, angled([0.0, math.pi / 2])))
+    assert math.isnan(tl_id(two, angled([0.0, math.pi / 2]), mode="ratio_of_means"))
 
 
 def test_exception():

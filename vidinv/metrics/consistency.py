@@ -14,7 +14,10 @@ References:
       Videos" (STIT, SIGGRAPH Asia 2022), evaluation section: TL-ID scores the identity
       similarity of adjacent frames, TG-ID of all pairs of frames (not necessarily
       adjacent); both are divided by the same score of the source video, so 1 means "as
-      consistent as the original".
+      consistent as the original". By default each pair's edited similarity is divided by the
+      same pair's source similarity and the ratios are averaged (``mode='mean_of_ratios'``);
+      ``mode='ratio_of_means'`` divides the mean edited similarity by the mean source one.
+      :func:`temporal_identity` returns both scores with the mode that produced them.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ import numpy as np
 from vidinv.errors import InputError
 
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
-Mode = Literal["ratio_of_means", "mean_of_ratios"]
+Mode = Literal["mean_of_ratios", "ratio_of_means"]
+MODES: tuple[str, ...] = ("mean_of_ratios", "ratio_of_means")
+DEFAULT_MODE: Mode = "mean_of_ratios"
 
-__all__ = ["as_unit_rows", "identity_consistency", "tl_id", "tg_id", "pairwise_id", "similarity_matrix"]
+__all__ = ["as_unit_rows", "identity_consistency", "tl_id", "tg_id", "temporal_identity", "pairwise_id",
+           "similarity_matrix", "MODES", "DEFAULT_MODE"]
 
 
 def as_unit_rows(emb: ArrayLike, name: str = "emb") -> np.ndarray:
@@ -107,37 +113,36 @@ def _pair_scores(emb: ArrayLike, which: str) -> np.ndarray:
 def _normalised(emb: ArrayLike, src_emb: ArrayLike, which: str, mode: Mode) -> float:
     e, s = as_unit_rows(emb, "emb"), as_unit_rows(src_emb, "src_emb")
     if e.shape[0] != s.shape[0]:
-        raise InputError(f"emb and src_emb must have one row per frame each, got {e.shape[0]} and {s.shape[0]}")
-    if mode not in ("ratio_of_means", "mean_of_ratios"):
-        raise InputError(f"mode must be 'ratio_of_means' or 'mean_of_ratios', got {mode!r}")
+        raise InputError(f"emb and src_emb must have one row per frame each, "
+                         f"got {e.shape[0]} and {s.shape[0]}")
+    if mode not in MODES:
+        raise InputError(f"mode must be 'mean_of_ratios' or 'ratio_of_means', got {mode!r}")
     if e.shape[0] < 2:
         return math.nan
     a, b = _pair_scores(e, which), _pair_scores(s, which)
-    if mode == "mean_of_ratios":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = a / b
-        return float(r.mean()) if np.isfinite(r).all() else math.nan
+    if mode == "mean_of_ratios":  # a (numerically) zero source pair has nothing to normalise by
+        return float((a / b).mean()) if (np.abs(b) > 1e-12).all() else math.nan
     den = b.mean()
     return float(a.mean() / den) if abs(den) > 1e-12 else math.nan
 
 
-def tl_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = "ratio_of_means") -> float:
+def tl_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = DEFAULT_MODE) -> float:
     """Temporally-local identity preservation (TL-ID), as defined by STIT (Tzaban et al. 2022).
 
     STIT scores the identity similarity between pairs of *adjacent* frames with a face
-    recognition network and normalises it by the same score on the source video:
-    ``TL-ID = mean_i cos(e_i, e_{i+1}) / mean_i cos(s_i, s_{i+1})``. 1 means the edited
-    clip is exactly as locally consistent as the source; lower means flicker of identity.
+    recognition network and normalises it by the same score on the source video. 1 means the
+    edited clip is exactly as locally consistent as the source; lower means flicker of identity.
 
     Args:
         emb: ``[T, D]`` embeddings of the edited / inverted frames.
         src_emb: ``[T, D]`` embeddings of the same frames of the source clip.
-        mode: ``'ratio_of_means'`` (the definition above, default) or
-            ``'mean_of_ratios'`` (``mean_i [cos(e_i, e_{i+1}) / cos(s_i, s_{i+1})]``, the
-            element-wise variant used by some public re-implementations).
+        mode: ``'mean_of_ratios'`` (default): ``mean_i [cos(e_i, e_{i+1}) / cos(s_i, s_{i+1})]``,
+            each adjacent pair normalised by the same pair of the source; or
+            ``'ratio_of_means'``: ``mean_i cos(e_i, e_{i+1}) / mean_i cos(s_i, s_{i+1})``.
 
     Returns:
-        TL-ID as a float; ``nan`` with fewer than 2 frames or a zero source score.
+        TL-ID as a float; ``nan`` with fewer than 2 frames or a zero source score (any zero
+        source pair in ``'mean_of_ratios'``).
 
     Shape:
         - emb, src_emb: ``[T, D]``.
@@ -145,11 +150,12 @@ def tl_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = "ratio_of_means") -> 
     return _normalised(emb, src_emb, "local", mode)
 
 
-def tg_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = "ratio_of_means") -> float:
+def tg_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = DEFAULT_MODE) -> float:
     """Temporally-global identity preservation (TG-ID), as defined by STIT (Tzaban et al. 2022).
 
-    Like :func:`tl_id` but over *all* pairs of distinct frames, not only adjacent ones:
-    ``TG-ID = mean_{i<j} cos(e_i, e_j) / mean_{i<j} cos(s_i, s_j)``.
+    Like :func:`tl_id` but over *all* pairs of distinct frames ``i < j``, not only adjacent
+    ones: ``mean_{i<j} [cos(e_i, e_j) / cos(s_i, s_j)]`` (default) or
+    ``mean_{i<j} cos(e_i, e_j) / mean_{i<j} cos(s_i, s_j)`` (``'ratio_of_means'``).
 
     Args:
         emb: ``[T, D]`` embeddings of the edited / inverted frames.
@@ -163,6 +169,19 @@ def tg_id(emb: ArrayLike, src_emb: ArrayLike, mode: Mode = "ratio_of_means") -> 
         - emb, src_emb: ``[T, D]``.
     """
     return _normalised(emb, src_emb, "global", mode)
+
+
+def temporal_identity(emb: ArrayLike, src_emb: ArrayLike,
+                      mode: Mode = DEFAULT_MODE) -> dict[str, float | str]:
+    """TL-ID and TG-ID of one clip, named with the mode that produced them.
+
+    Returns:
+        ``{'tl_id': float, 'tg_id': float, 'mode': mode}``.
+
+    Shape:
+        - emb, src_emb: ``[T, D]``.
+    """
+    return {"tl_id": tl_id(emb, src_emb, mode), "tg_id": tg_id(emb, src_emb, mode), "mode": mode}
 
 
 def pairwise_id(emb_a: ArrayLike, emb_b: ArrayLike) -> np.ndarray:
