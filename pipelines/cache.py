@@ -41,7 +41,8 @@ def run_key(path: Path, cfg, edits: Any) -> str:
     chunk_size = d.pop("execution", {}).get("chunk_size")
     d.pop("output", None)
     d["chunk_size"] = chunk_size
-    blob = json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, d, edits], sort_keys=True, default=str)
+    blob = json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, d, edits], sort_keys=True,
+                      default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -80,7 +81,8 @@ class ChunkCache:
             return None
 
     def put(self, kind: str, start: int, value: Any) -> None:
-        """Write atomically: the file appears whole or not at all (a killed run's part file is cleaned later)."""
+        """Write atomically: the file appears whole or not at all (a killed run's part file is removed
+        by the next write of the same chunk)."""
         if self.root is None:
             return
         with atomic_path(self._path(kind, start)) as tmp:
@@ -91,8 +93,9 @@ class ChunkCache:
         return self.root is not None and self._path(kind, start).is_file()
 
 
-def cached_map(executor, stage_cls, kwargs, ranges: list[tuple[int, int]], make_item: Callable[[int, int], dict],
-               cache: ChunkCache, kind: str, gpu: bool, progress: Callable[[int], None] | None = None) -> Iterator[Any]:
+def cached_map(executor, stage_cls, kwargs, ranges: list[tuple[int, int]],
+               make_item: Callable[[int, int], dict], cache: ChunkCache, kind: str, gpu: bool,
+               progress: Callable[[int], None] | None = None) -> Iterator[Any]:
     """Yield each chunk's result in order, taking finished chunks from the cache and computing the rest.
 
     Work items are built lazily (``make_item(start, stop)``) as the executor asks for them, so only the

@@ -61,7 +61,8 @@ class EditPipeline:
     public method, also used alone (``vidinv faces``, evaluation).
     """
 
-    def __init__(self, cfg: PipelineConfig, executor=None, quiet: bool = False, offline: bool | None = None) -> None:
+    def __init__(self, cfg: PipelineConfig, executor=None, quiet: bool = False,
+                 offline: bool | None = None) -> None:
         self.cfg = cfg
         self.quiet = quiet
         self.offline = offline
@@ -110,7 +111,8 @@ class EditPipeline:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
             raise VidinvError(f"internal error: wrote {n_written} of {info.n_frames} frames")
-        log.info("chunks reused/computed: %s", ", ".join(f"{k} {v['reused']}/{v['computed']}" for k, v in cache.stats.items()))
+        log.info("chunks reused/computed: %s",
+                 ", ".join(f"{k} {v['reused']}/{v['computed']}" for k, v in cache.stats.items()))
         self._cleanup(cache_root)
         return EditResult(str(out), info.n_frames, [t.track_id for t in targets],
                           int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats))
@@ -157,8 +159,8 @@ class EditPipeline:
                                      offline=self.offline)
 
         directions = [resolve(name) for name, _ in edits]
-        return EditPlan(directions, [float(s) for _, s in edits], [resolve(n) for n in self.cfg.edit.condition],
-                        n_latent)
+        conditioning = [resolve(name) for name in self.cfg.edit.condition]
+        return EditPlan(directions, [float(s) for _, s in edits], conditioning, n_latent)
 
     def cache_root(self, out: Path) -> Path:
         d = self.cfg.execution.cache_dir
@@ -200,26 +202,30 @@ class EditPipeline:
         out = [lm.copy() for lm in lms]
         bar = Progress(info.n_frames, "flow", self.quiet)
         ranges = self._ranges(info)
-        for (a, b), res in zip(ranges, cached_map(self.executor, RefineStage, {}, ranges, make_item, cache, "refine",
-                                                  gpu=False, progress=bar)):
+        results = cached_map(self.executor, RefineStage, {}, ranges, make_item, cache, "refine", gpu=False,
+                             progress=bar)
+        for (a, b), res in zip(ranges, results):
             for i, lm in enumerate(res["landmarks"]):
                 out[i][a:b] = lm[a - res["start"]:]
         bar.close()
         return out
 
     # -- 4. invert
-    def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache, store: CodeStore) -> dict:
-        """Codes per target: ``{target index: {name: [T, ...]}}`` (memory-mapped; rows of invalid frames are zero)."""
+    def invert(self, path: Path, info, targets: list[Target], spec: dict, cache: ChunkCache,
+               store: CodeStore) -> dict:
+        """Pass 2: codes per target, ``{target index: {name: [T, ...]}}`` (memory-mapped; rows of invalid
+        frames are zero)."""
         from pipelines.stages import InvertStage
 
         def make_item(a: int, b: int) -> dict:
-            jobs = [(t, (ti, t), tg.M[t]) for ti, tg in enumerate(targets) for t in range(a, b) if tg.valid[t]]
+            jobs = [(t, (ti, t), tg.M[t]) for ti, tg in enumerate(targets)
+                    for t in range(a, b) if tg.valid[t]]
             return dict(path=str(path), start=a, stop=b, jobs=jobs)
 
         bar = Progress(info.n_frames, "invert", self.quiet)
         out: dict[int, dict[str, np.ndarray]] = {}
-        for res in cached_map(self.executor, InvertStage, dict(spec=spec), self._ranges(info), make_item, cache,
-                              "invert", gpu=True, progress=bar):
+        for res in cached_map(self.executor, InvertStage, dict(spec=spec), self._ranges(info), make_item,
+                              cache, "invert", gpu=True, progress=bar):
             for i, (ti, t) in enumerate(res["keys"]):
                 code = out.setdefault(ti, {})
                 for k, v in res["code"].items():
@@ -233,10 +239,11 @@ class EditPipeline:
     @staticmethod
     def frame_times(analysis: list[dict], info) -> np.ndarray:
         """Presentation time (s) of every frame, from the decoded timestamps (VFR-safe)."""
-        return np.asarray([int(p) for res in analysis for p in res["pts"]], np.float64) * float(info.time_base)
+        pts = [int(p) for res in analysis for p in res["pts"]]
+        return np.asarray(pts, np.float64) * float(info.time_base)
 
-    def edit_codes(self, targets: list[Target], codes: dict, plan: EditPlan, cuts: list[int], times: np.ndarray,
-                   store: CodeStore, block: int = 256) -> dict:
+    def edit_codes(self, targets: list[Target], codes: dict, plan: EditPlan, cuts: list[int],
+                   times: np.ndarray, store: CodeStore, block: int = 256) -> dict:
         """Gather of pass 2: code smoothing, edits with their schedule, edit-delta smoothing.
 
         Returns ``{target index: (code {name: [T, ...]}, delta [T, L, sd] or None)}`` where the edited
@@ -246,14 +253,17 @@ class EditPipeline:
         from vidinv.editing.schedule import Schedule
 
         T = len(times)
-        ramp = np.asarray(Schedule.parse(self.cfg.edit.schedule).strengths(T, times=times - times[0] if T else None),
-                          np.float64)
+        sched = Schedule.parse(self.cfg.edit.schedule)
+        ramp = np.asarray(sched.strengths(T, times=times - times[0] if T else None), np.float64)
         out = {}
         for ti, tg in enumerate(targets):
             if ti not in codes:
                 continue
-            code = {k: smooth_runs(v, tg.valid, cuts, self.cfg.stabilize.codes, inplace=True) for k, v in codes[ti].items()}
-            out[ti] = (code, self._delta(f"t{ti}", code["w"], tg.valid, plan, ramp, cuts, store, block) if plan else None)
+            code = {k: smooth_runs(v, tg.valid, cuts, self.cfg.stabilize.codes, inplace=True)
+                    for k, v in codes[ti].items()}
+            delta = None if not plan else self._delta(f"t{ti}", code["w"], tg.valid, plan, ramp, cuts, store,
+                                                      block)
+            out[ti] = (code, delta)
         return out
 
     def _delta(self, name: str, W: np.ndarray, valid: np.ndarray, plan: EditPlan, ramp: np.ndarray,
@@ -264,8 +274,8 @@ class EditPipeline:
         delta = store.array(f"{name}_delta", (T, L, W.shape[-1]))
         for a in range(0, T, block):
             strengths = [s * ramp[a : a + block] for s in plan.strengths]
-            delta[a : a + block] = edit_deltas(as_wplus(np.array(W[a : a + block]), L), plan.directions, strengths,
-                                               plan.conditioning)
+            w = as_wplus(np.array(W[a : a + block]), L)
+            delta[a : a + block] = edit_deltas(w, plan.directions, strengths, plan.conditioning)
         delta[~valid] = 0
         smooth_runs(delta, valid, cuts, self.cfg.stabilize.edit_delta, inplace=True)
         return delta
@@ -284,7 +294,8 @@ class EditPipeline:
 
     def render(self, src: Path, out: Path, info, targets: list[Target], per_target: dict, spec: dict,
                parser: str | None, cache: ChunkCache) -> int:
-        """Pass 3: render and paste back the edited faces, encode the frames in order; returns the frames written."""
+        """Pass 3: render and paste back the edited faces, encode the frames in order; returns the number
+        of frames written."""
         from pipelines.stages import RenderStage
         from vidinv.io.video import VideoWriter
 
@@ -294,9 +305,10 @@ class EditPipeline:
         bar = Progress(info.n_frames, "render", self.quiet)
         n_written = 0
         blend = dict(asdict(self.cfg.blend), parser=parser)
-        with VideoWriter(out, info, crf=self.cfg.output.crf, preset=self.cfg.output.preset, audio_from=src) as writer:
-            for res in cached_map(self.executor, RenderStage, dict(spec=spec, blend=blend), self._ranges(info),
-                                  make_item, cache, "render", gpu=True, progress=bar):
+        enc = self.cfg.output
+        with VideoWriter(out, info, crf=enc.crf, preset=enc.preset, audio_from=src) as writer:
+            for res in cached_map(self.executor, RenderStage, dict(spec=spec, blend=blend),
+                                  self._ranges(info), make_item, cache, "render", gpu=True, progress=bar):
                 writer.write(res["frames"], res["pts"])
                 n_written += len(res["frames"])
         bar.close()

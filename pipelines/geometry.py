@@ -56,7 +56,8 @@ def face_mode(face: str) -> str | int:
     try:
         return int(s)
     except ValueError:
-        raise VidinvError(f"--face {face!r}: expected 'largest', 'all' or a track id (see `vidinv faces CLIP`)") from None
+        raise VidinvError(f"--face {face!r}: expected 'largest', 'all' or a track id "
+                          "(see `vidinv faces CLIP`)") from None
 
 
 def detections(analysis: list[dict]) -> tuple[list[list], np.ndarray]:
@@ -105,5 +106,6 @@ def plan_geometry(analysis: list[dict], n_frames: int, cfg: PipelineConfig, size
     if refine is not None and arrays:
         refined = refine([a[0] for a in arrays], [a[1] for a in arrays], cuts)
         arrays = [(r, a[1]) for r, a in zip(refined, arrays)]
-    targets = [target_from_landmarks(tr.id, lm, valid, cuts, cfg, size) for tr, (lm, valid) in zip(chosen, arrays)]
+    targets = [target_from_landmarks(tr.id, lm, valid, cuts, cfg, size)
+               for tr, (lm, valid) in zip(chosen, arrays)]
     return targets, tracks, cuts

@@ -39,13 +39,15 @@ def reconstruct_clip(pipe, src: str | os.PathLike, edits: list[tuple[str, float]
         parts = _crops(pipe, src, info, targets, per_target, spec, cache, metric_size)
     finally:
         store.close()
-    out: dict[str, Any] = {"frames": parts["frames"], "n_frames": info.n_frames, "track_id": targets[0].track_id}
+    out: dict[str, Any] = {"frames": parts["frames"], "n_frames": info.n_frames,
+                           "track_id": targets[0].track_id}
     for k in ("source", "inversion", "edit"):
         out[k] = np.concatenate(parts[k]) if parts[k] else None
     return out
 
 
-def _crops(pipe, src: Path, info, targets, per_target: dict, spec: dict, cache: ChunkCache, metric_size: int) -> dict:
+def _crops(pipe, src: Path, info, targets, per_target: dict, spec: dict, cache: ChunkCache,
+           metric_size: int) -> dict:
     """The evaluation pass over the clip's chunks: lists of per-chunk crops and their frame indices."""
     from pipelines.stages import ReconstructStage
 

@@ -8,7 +8,8 @@ import numpy as np
 
 
 def model_dims(spec: dict) -> tuple[int, int, int]:
-    """``(size, n_latent, style_dim)`` of the spec's generator, without a second full model in the driver when possible."""
+    """``(size, n_latent, style_dim)`` of the spec's generator, without a second full model in the driver
+    when possible."""
     if spec.get("inverter", "fs") == "fs" and spec["generator"] != "tiny":
         g = _light_generator(spec)
         return int(g.size), int(g.n_latent), int(g.style_dim)

@@ -42,7 +42,7 @@ class AnalyzeStage:
     """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
     def __init__(self, detector: str, detect_max_side: int, upsample: int) -> None:
-        """Settings come from the config's ``faces`` section (``detector``, ``detect_max_side``, ``detect_upsample``)."""
+        """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample)."""
         from vidinv.faces.detect import get_detector
 
         self.detector = get_detector(detector)
@@ -192,8 +192,10 @@ class RenderStage:
         return out
 
     @torch.no_grad()
-    def paste(self, frames: np.ndarray, start: int, jobs: list[dict], images: torch.Tensor, masks: torch.Tensor) -> None:
-        """Unalign, mask and blend each rendered face into its frame (in place; faces of one frame in turn)."""
+    def paste(self, frames: np.ndarray, start: int, jobs: list[dict], images: torch.Tensor,
+              masks: torch.Tensor) -> None:
+        """Unalign, mask and blend each rendered face into its frame (in place; the faces of one frame in
+        turn)."""
         from vidinv.faces.align import unalign
         from vidinv.faces.blend import blend_alpha, blend_laplacian, blend_poisson
 

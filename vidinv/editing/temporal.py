@@ -58,5 +58,7 @@ def frame_code(target_codes: tuple, t: int) -> dict:
     """One frame's job fields from ``(code, delta)``: ``{'code': {...}, 'w_edit': w + delta or None}``."""
     code, delta = target_codes
     c = {k: np.array(v[t]) for k, v in code.items()}
-    w_edit = None if delta is None else (as_wplus(c["w"][None], delta.shape[1])[0] + delta[t]).astype(np.float32)
+    if delta is None:
+        return {"code": c, "w_edit": None}
+    w_edit = (as_wplus(c["w"][None], delta.shape[1])[0] + delta[t]).astype(np.float32)
     return {"code": c, "w_edit": w_edit}
