@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: str | None,
               offline: bool | None, metric_size: int) -> dict:
     """One clip, every inverter: ``cfg_dicts`` maps an inverter name to its resolved pipeline config."""
-    from pipelines.edit import EditPipeline, reconstruct_clip
+    from pipelines.edit import EditPipeline
+    from pipelines.reconstruct import reconstruct_clip
     from pipelines.executors import LocalExecutor
     from vidinv.config import load_config
     from vidinv.errors import VidinvError

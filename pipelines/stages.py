@@ -41,7 +41,8 @@ def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
 class AnalyzeStage:
     """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
-    def __init__(self, detector: str = "auto", detect_max_side: int = 640, upsample: int = 0) -> None:
+    def __init__(self, detector: str, detect_max_side: int, upsample: int) -> None:
+        """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample)."""
         from vidinv.faces.detect import get_detector
 
         self.detector = get_detector(detector)
@@ -96,7 +97,7 @@ class InvertStage:
         from pipelines.components import build_models
 
         self.m = build_models(spec)
-        self.batch = int(spec.get("batch_size", 4))
+        self.batch = int(spec["batch_size"])
 
     @torch.no_grad()
     def __call__(self, item: dict) -> dict:
@@ -122,10 +123,12 @@ class RenderStage:
     """Pass 3 (GPU): render the edited faces, unalign, mask and blend them into the frames."""
 
     def __init__(self, spec: dict, blend: dict) -> None:
+        """``blend``: the config's ``blend`` section as a dict (method, feather, dilate) plus ``parser``, the
+        BiSeNet checkpoint or None."""
         from pipelines.components import build_models
 
         self.m = build_models(spec)
-        self.batch = int(spec.get("batch_size", 4))
+        self.batch = int(spec["batch_size"])
         self.blend = dict(blend)
         self.parser = None
         if self.blend.get("parser"):
@@ -149,7 +152,7 @@ class RenderStage:
         ms = min(size, mask_size)
         if self.parser is None:
             lm = torch.as_tensor(lm_crop, dtype=torch.float32) * (ms / size)
-            m = landmark_hull_mask(lm, ms, dilate=self.blend.get("dilate", 0.02), feather=self.blend.get("feather", 0.04))
+            m = landmark_hull_mask(lm, ms, dilate=self.blend["dilate"], feather=self.blend["feather"])
         else:
             from vidinv.models.bisenet import parse_faces
 
@@ -158,7 +161,7 @@ class RenderStage:
             m = parsing_mask(labels)
             if m.shape[-1] != ms:
                 m = Fnn.interpolate(m, size=(ms, ms), mode="bilinear", align_corners=False)
-            m = feather(m, self.blend.get("feather", 0.04) * ms)
+            m = feather(m, self.blend["feather"] * ms)
         if ms != size:
             m = Fnn.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
         return m.clamp(0, 1)
@@ -176,22 +179,30 @@ class RenderStage:
 
     @torch.no_grad()
     def __call__(self, item: dict) -> dict:
-        from vidinv.faces.align import unalign
-        from vidinv.faces.blend import blend_alpha, blend_laplacian, blend_poisson
-
         chunk = _read(item)
         frames = chunk.frames.copy()
         jobs = item["jobs"]  # list of dicts: frame, M, lm_crop, code, w_edit
         out: dict[str, Any] = {"start": item["start"], "pts": np.asarray(chunk.pts), "frames": frames}
         if not jobs:
             return out
-        h, w_ = frames.shape[1:3]
         w_edit = [j["w_edit"] for j in jobs] if jobs[0].get("w_edit") is not None else None
         images = (self.render([j["code"] for j in jobs], w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1]
         masks = self.masks(images, np.stack([j["lm_crop"] for j in jobs]))
-        method = self.blend.get("method", "alpha")
-        for idx, job in enumerate(jobs):  # faces of one frame are blended one after the other
-            fi = job["frame"] - item["start"]
+        self.paste(frames, item["start"], jobs, images, masks)
+        return out
+
+    @torch.no_grad()
+    def paste(self, frames: np.ndarray, start: int, jobs: list[dict], images: torch.Tensor,
+              masks: torch.Tensor) -> None:
+        """Unalign, mask and blend each rendered face into its frame (in place; the faces of one frame in
+        turn)."""
+        from vidinv.faces.align import unalign
+        from vidinv.faces.blend import blend_alpha, blend_laplacian, blend_poisson
+
+        h, w_ = frames.shape[1:3]
+        method = self.blend["method"]
+        for idx, job in enumerate(jobs):
+            fi = job["frame"] - start
             M = torch.as_tensor(job["M"], dtype=torch.float32)[None]
             face, valid = unalign(images[idx : idx + 1], M, (h, w_))
             mask, _ = unalign(masks[idx : idx + 1], M, (h, w_))
@@ -205,13 +216,12 @@ class RenderStage:
                 res = blend_alpha(face, dst, mask)
             res = torch.as_tensor(res)
             frames[fi] = (res[0].permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
-        return out
 
 
 class ReconstructStage(RenderStage):
     """For evaluation: the aligned source crops, their inversion and (optionally) their edit, as uint8 crops."""
 
-    def __init__(self, spec: dict, out_size: int = 256) -> None:
+    def __init__(self, spec: dict, out_size: int) -> None:
         super().__init__(spec, blend={})
         self.out_size = int(out_size)
 

@@ -8,29 +8,29 @@ frames (``valid``: ``[T]`` mask).
 - :func:`savgol_smooth` / :class:`SavGolSmoother`: Savitzky-Golay (scipy), zero phase.
 - :func:`one_euro` / :class:`OneEuroFilter`: causal One-Euro, timestamps for VFR, streaming ``step``.
 - :func:`lk_refine` / :class:`FlowLandmarkRefiner`: Lucas-Kanade landmark refinement.
-- :class:`GeometryStabilizer`: landmarks (sigma 3) and crop quads (sigma 6), as the official pipeline.
-- :func:`code_smooth`, :func:`build_stabilizer`: latent codes / edit deltas; filters from config dicts.
+- :func:`build_stabilizer`: a filter from a config dict (landmarks, quads, codes, edit deltas).
+- :func:`valid_runs`, :func:`segment_bounds`: a clip split into shots / runs of valid frames at cuts.
 """
 
-from .factory import IdentityStabilizer, build_stabilizer, code_smooth
+from .factory import IdentityStabilizer, build_stabilizer
 from .flow import FlowLandmarkRefiner, lk_refine
 from .gaussian import GaussianSmoother, gaussian_kernel, gaussian_smooth
-from .geometry import GeometryStabilizer
 from .one_euro import OneEuroFilter, one_euro
+from .runs import segment_bounds, valid_runs
 from .savgol import SavGolSmoother, savgol_smooth
 
 __all__ = [
     "FlowLandmarkRefiner",
     "GaussianSmoother",
-    "GeometryStabilizer",
     "IdentityStabilizer",
     "OneEuroFilter",
     "SavGolSmoother",
     "build_stabilizer",
-    "code_smooth",
     "gaussian_kernel",
     "gaussian_smooth",
     "lk_refine",
     "one_euro",
     "savgol_smooth",
+    "segment_bounds",
+    "valid_runs",
 ]

@@ -1,4 +1,4 @@
-"""Shared helpers: numpy/torch round trips, input checks, shot segments, invalid-frame filling."""
+"""Shared helpers: numpy/torch round trips, input checks, per-shot application, invalid-frame filling."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 
 from vidinv.errors import InputError
 
+from .runs import Segments, segment_bounds  # noqa: F401  (re-exported for the filters)
+
 Array = Union[np.ndarray, torch.Tensor]
-Segments = Union[Sequence[int], np.ndarray, None]
 
 
 def to_time_first(x: Array, dim: int, name: str = "x") -> tuple[torch.Tensor, Callable[[torch.Tensor], Array]]:
@@ -47,28 +48,6 @@ def to_time_first(x: Array, dim: int, name: str = "x") -> tuple[torch.Tensor, Ca
         return y.contiguous().numpy() if is_np else y
 
     return t, back
-
-
-def segment_bounds(T: int, segments: Segments) -> list[tuple[int, int]]:
-    """Split ``range(T)`` at shot cuts.
-
-    Args:
-        T: number of frames.
-        segments: cut indices (frame ``c`` starts a new shot), any order; 0 and T are allowed
-            and ignored; None or empty means one segment.
-
-    Returns:
-        Half-open ``(start, stop)`` pairs covering ``[0, T)``.
-    """
-    if segments is None:
-        return [(0, T)]
-    cuts = np.asarray(list(segments) if not isinstance(segments, np.ndarray) else segments)
-    if cuts.size and (cuts.ndim != 1 or not np.issubdtype(cuts.dtype, np.integer)):
-        raise InputError(f"segments must be a 1-D list of integer cut indices, got {cuts.tolist()!r}")
-    if cuts.size and (cuts.min() < 0 or cuts.max() > T):
-        raise InputError(f"segment cut indices must lie in [0, {T}] (T={T}), got {sorted(cuts.tolist())}")
-    edges = sorted({0, T, *(int(c) for c in cuts)})
-    return list(zip(edges[:-1], edges[1:]))
 
 
 def per_segment(x: torch.Tensor, segments: Segments,

@@ -1,11 +1,11 @@
-"""Smoothing of latent codes / edit deltas, and stabilizers built from config dicts."""
+"""Stabilizers built from config dicts (``{'method': 'gaussian', 'sigma': 3}``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vidinv.errors import InputError, VidinvError
+from vidinv.errors import VidinvError
 
 from ._common import Array, Segments, check_valid, fill_invalid, to_time_first
 from .gaussian import GaussianSmoother, gaussian_smooth
@@ -66,41 +66,3 @@ def build_stabilizer(cfg: dict | None) -> Callable[..., Array]:
     if unknown:
         raise VidinvError(f"unknown parameter(s) {unknown} for stabilizer {method!r}; accepted: {list(allowed)}")
     return cls(**params)
-
-
-def code_smooth(codes: Array, method: str = "gaussian", segments: Segments = None, valid: Array | None = None,
-                **params: Any) -> Array:
-    """Smooth latent codes (w ``[T,L,sd]``, F ``[T,C,16,16]``) or an edit delta along time.
-
-    Same dispatch as :func:`build_stabilizer`, through the functional forms: e.g.
-    ``code_smooth(w_edit - w, 'gaussian', sigma=2)``; strict, so a savgol window longer than
-    the sequence raises.
-
-    Args:
-        codes: numpy array or torch tensor, time first (or on ``dim=`` in ``params``).
-        method: ``'none'``, ``'gaussian'``, ``'savgol'`` or ``'one_euro'``.
-        segments: shot-cut indices (frame ``c`` starts a new shot).
-        valid: optional ``[T]`` bool mask.
-        **params: the method's parameters (``sigma``, ``window``/``order``, ``min_cutoff``/``beta``/...,
-            ``t`` timestamps for one_euro).
-
-    Returns:
-        The smoothed codes, same type and shape.
-
-    Shape:
-        - codes: ``[T, ...]``. Output: like ``codes``.
-    """
-    key = _method(method)
-    cls, allowed, fn = METHODS[key]
-    extra = ("t",) if key == "one_euro" else ()
-    accepted = tuple(p for p in allowed if p != "clip") + extra
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise InputError(f"unknown parameter(s) {unknown} for method {key!r}; accepted: {list(accepted)}")
-    if fn is None:
-        return IdentityStabilizer(**params)(codes, segments, valid)
-    if key == "gaussian" and "sigma" not in params:
-        raise InputError("code_smooth(..., 'gaussian') needs sigma=")
-    if key == "savgol" and not {"window", "order"} <= set(params):
-        raise InputError("code_smooth(..., 'savgol') needs window= and order=")
-    return fn(codes, segments=segments, valid=valid, **params)

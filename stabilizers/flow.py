@@ -1,5 +1,20 @@
 """Lucas-Kanade refinement of detected landmarks: propagate the previous frame's points by
-optical flow and blend them with this frame's detections."""
+optical flow and blend them with this frame's detections.
+
+Frame by frame, the previous refined points are tracked into the current frame with
+``cv2.calcOpticalFlowPyrLK`` and blended with the current detections:
+``p = (1 - a) * detected + a * tracked`` with
+``a = max_weight * exp(-d^2 / (2 sigma_px^2))``. With ``reference='tracked'`` (default),
+``d`` is the tracked-detected distance: small disagreements (detector jitter) follow the
+flow, large ones (motion the flow missed, occlusion) follow the detector, so the chain
+cannot drift. ``reference='previous'`` is the official Feature-Style video code's rule:
+``d`` is the distance from the previous refined point to the detection (how far the point
+moved), with ``sigma_px = sqrt(50)`` (their ``exp(-d^2 / 100)``), ``max_weight=1`` and
+``win`` a quarter of the eye distance; see :meth:`FlowLandmarkRefiner.official`.
+A point whose track failed (LK status 0 or error above ``max_err``) takes its detection.
+The chain restarts at each shot cut and after each invalid frame (invalid frames keep
+their input values).
+"""
 
 from __future__ import annotations
 
@@ -59,6 +74,18 @@ def _auto_win(pts: np.ndarray) -> int:
     return max(9, int(size))
 
 
+def _lk_track(prev_frame: np.ndarray, frame: np.ndarray, prev_pts: np.ndarray, win: int, levels: int, crit,
+              max_err: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``[N,2]`` of one frame tracked into the next with pyramidal LK: ``(tracked [N,2], ok [N])``."""
+    import cv2
+
+    nxt, status, err = cv2.calcOpticalFlowPyrLK(prev_frame, frame, prev_pts.astype(np.float32).reshape(-1, 1, 2),
+                                                None, winSize=(win, win), maxLevel=levels, criteria=crit)
+    tracked = nxt.reshape(-1, 2).astype(np.float64)
+    ok = (status.reshape(-1) == 1) & (err.reshape(-1) <= max_err) & np.isfinite(tracked).all(1)
+    return tracked, ok
+
+
 def lk_refine(
     frames_gray: Array,
     landmarks: Array,
@@ -75,19 +102,7 @@ def lk_refine(
 ) -> Array:
     """Refine per-frame landmark detections with pyramidal Lucas-Kanade optical flow.
 
-    Frame by frame, the previous refined points are tracked into the current frame with
-    ``cv2.calcOpticalFlowPyrLK`` and blended with the current detections:
-    ``p = (1 - a) * detected + a * tracked`` with
-    ``a = max_weight * exp(-d^2 / (2 sigma_px^2))``. With ``reference='tracked'`` (default),
-    ``d`` is the tracked-detected distance: small disagreements (detector jitter) follow the
-    flow, large ones (motion the flow missed, occlusion) follow the detector, so the chain
-    cannot drift. ``reference='previous'`` is the official Feature-Style video code's rule:
-    ``d`` is the distance from the previous refined point to the detection (how far the point
-    moved), with ``sigma_px = sqrt(50)`` (their ``exp(-d^2 / 100)``), ``max_weight=1`` and
-    ``win`` a quarter of the eye distance; see :meth:`FlowLandmarkRefiner.official`.
-    A point whose track failed (LK status 0 or error above ``max_err``) takes its detection.
-    The chain restarts at each shot cut and after each invalid frame (invalid frames keep
-    their input values).
+    The rule (``reference``, the weight ``a``, the restarts at cuts) is in the module docstring.
 
     Args:
         frames_gray: grayscale frames, uint8 (RGB ``[T,H,W,3]`` also works, as in the official code).
@@ -124,12 +139,8 @@ def lk_refine(
         for i in range(a + 1, b):
             if not (m[i] and m[i - 1]):
                 continue
-            prev = out[i - 1].astype(np.float32).reshape(-1, 1, 2)
             k = win if win is not None else _auto_win(det[i])
-            nxt, status, err = cv2.calcOpticalFlowPyrLK(
-                frames[i - 1], frames[i], prev, None, winSize=(k, k), maxLevel=levels, criteria=crit)
-            tracked = nxt.reshape(-1, 2).astype(np.float64)
-            ok = (status.reshape(-1) == 1) & (err.reshape(-1) <= max_err) & np.isfinite(tracked).all(1)
+            tracked, ok = _lk_track(frames[i - 1], frames[i], out[i - 1], k, levels, crit, max_err)
             s = sigma_px if sigma_px is not None else _auto_sigma(det[i])
             d2 = (((tracked if reference == "tracked" else out[i - 1]) - det[i]) ** 2).sum(1)
             w = np.where(ok, max_weight * np.exp(-d2 / (2 * s * s)), 0.0)[:, None]

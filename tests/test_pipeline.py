@@ -88,13 +88,13 @@ def test_smoke_inversion_and_edit(face_clip, tmp_path):
 
 def test_flow_refined_landmarks(face_clip, tmp_path):
     """The optional Lucas-Kanade pass runs over chunks and changes the geometry only slightly."""
-    from pipelines.edit import plan_geometry
+    from pipelines.cache import ChunkCache
+    from pipelines.geometry import plan_geometry
     from vidinv.io.video import probe
 
     cfg = tiny_cfg(execution={"chunk_size": 8}, stabilize={"flow_refine": True})
     pipe = EditPipeline(cfg, executor=LocalExecutor(), quiet=True)
     info = probe(face_clip)
-    from pipelines.edit import ChunkCache
 
     analysis = pipe.analyze(face_clip, info, ChunkCache(None, ""))
     calls = []
@@ -177,7 +177,10 @@ def test_parsing_mask_when_bisenet_present(tmp_path):
     """With BiSeNet weights (random here) the blend mask comes from its face classes, else from the landmarks."""
     import torch
 
+    from dataclasses import asdict
+
     from pipelines.stages import RenderStage
+    from vidinv.config import BlendConfig
     from vidinv.models.bisenet import BiSeNet
 
     torch.manual_seed(0)
@@ -186,8 +189,9 @@ def test_parsing_mask_when_bisenet_present(tmp_path):
             "batch_size": 2, "feature_layer": 5, "feature_scale": 1.0, "noise_seed": 0, "allow_pickle": False}
     images = torch.rand(3, 3, 64, 64)
     lm = np.tile(np.array([[20.0, 20.0], [44.0, 20.0], [44.0, 50.0], [20.0, 50.0]] * 17, np.float32), (3, 1, 1))
-    hull = RenderStage(spec, {"feather": 0.04})
-    parsed = RenderStage(spec, {"feather": 0.04, "parser": str(tmp_path / "79999_iter.pth")})
+    blend = asdict(BlendConfig())  # the stage takes the config's blend settings (feather 0.04, dilate 0.02)
+    hull = RenderStage(spec, blend)
+    parsed = RenderStage(spec, dict(blend, parser=str(tmp_path / "79999_iter.pth")))
     m0, m1 = hull.masks(images, lm), parsed.masks(images, lm)
     assert m0.shape == m1.shape == (3, 1, 64, 64)
     assert float(m1.min()) >= 0 and float(m1.max()) <= 1
@@ -260,7 +264,9 @@ def test_interrupted_run_resumes_from_cache(face_clip, tmp_path):
     assert not out.exists()  # nothing under the final name
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
     ex2 = _InterruptAfter(None)
-    EditPipeline(cfg, executor=ex2, quiet=True)(face_clip, out, [])
+    res = EditPipeline(cfg, executor=ex2, quiet=True)(face_clip, out, [])
+    assert res.chunks == {"analyze": {"reused": 3, "computed": 0}, "invert": {"reused": 3, "computed": 0},
+                          "render": {"reused": 1, "computed": 2}}
     assert "AnalyzeStage" not in ex2.counts and "InvertStage" not in ex2.counts  # all from the cache
     assert ex2.counts["RenderStage"] == 2  # 3 chunks; the first one was finished before the interrupt
     assert np.array_equal(_rendered(tmp_path / "ref"), _rendered(tmp_path / "cache"))
@@ -285,7 +291,8 @@ def test_ray_executor_same_frames_as_local(face_clip, tmp_path, ray_local):
 
 def test_conditioning_projects_the_edit_off_a_kept_attribute(tmp_path):
     """InterFaceGAN conditioning in the pipeline: the per-frame edit delta is orthogonal to the kept direction."""
-    from pipelines.edit import CodeStore, Target
+    from pipelines.cache import CodeStore
+    from pipelines.geometry import Target
 
     rng = np.random.default_rng(0)
     keep = rng.standard_normal((1, 640)).astype(np.float32)
@@ -297,15 +304,61 @@ def test_conditioning_projects_the_edit_off_a_kept_attribute(tmp_path):
     cfg = tiny_cfg(edit={"condition": [str(tmp_path / "keep.npy")]}, stabilize={"edit_delta": {"method": "none"}})
     pipe = EditPipeline(cfg, executor=LocalExecutor(), quiet=True)
     spec = pipe.model_spec()
-    dirs = pipe._directions([(str(tmp_path / "edit.npy"), 2.0)], spec)
+    plan = pipe.resolve_edits([(str(tmp_path / "edit.npy"), 2.0)], spec)
     T = 5
     codes = {0: {"w": rng.standard_normal((T, 10, 64)).astype(np.float32)}}
     tg = Target(0, np.ones(T, bool), np.tile(np.eye(3, dtype=np.float32), (T, 1, 1)), np.zeros((T, 68, 2), np.float32))
     store = CodeStore(None)
     try:
-        _, delta = pipe._edit_codes([tg], codes, dirs, [], np.arange(T) / 25.0, store)[0]
+        _, delta = pipe.edit_codes([tg], codes, plan, [], np.arange(T) / 25.0, store)[0]
         flat = np.asarray(delta).reshape(T, -1)
         assert np.abs(flat @ keep[0]).max() < 1e-4  # nothing moves along the kept attribute
         assert np.linalg.norm(flat, axis=1).min() > 1.0  # but the edit is there
     finally:
         store.close()
+
+
+def test_cache_reads_past_torn_and_part_files(tmp_path):
+    """A killed run leaves part files and possibly a torn chunk: the next run recomputes, never crashes."""
+    from pipelines.cache import ChunkCache, cached_map
+
+    cache = ChunkCache(tmp_path, "key")
+    cache.put("analyze", 0, {"x": np.arange(3)})
+    assert not [p for p in cache.root.iterdir() if p.name.startswith(".")]  # no part file left behind
+    (cache.root / "analyze_00000008.pkl").write_bytes(b"\x80\x05torn")  # a torn chunk (older writer)
+    (cache.root / ".tmp-abcd").write_bytes(b"half")  # an older version's temporary file
+    (cache.root / ".analyze_00000016.pkl.vidinv-part-999999999-0000.pkl").write_bytes(b"half")  # dead pid
+    cache = ChunkCache(tmp_path, "key")
+    assert not (cache.root / ".tmp-abcd").exists()
+    calls = []
+
+    class Stage:
+        def __init__(self):
+            pass
+
+        def __call__(self, item):
+            calls.append(item["start"])
+            return {"x": np.arange(item["start"], item["stop"])}
+
+    out = list(cached_map(LocalExecutor(), Stage, {}, [(0, 8), (8, 16), (16, 20)],
+                          lambda a, b: dict(start=a, stop=b), cache, "analyze", gpu=False))
+    assert np.array_equal(out[0]["x"], np.arange(3))  # reused
+    assert np.array_equal(out[1]["x"], np.arange(8, 16)) and np.array_equal(out[2]["x"], np.arange(16, 20))
+    assert sorted(calls) == [8, 16]
+    assert cache.stats == {"analyze": {"reused": 1, "computed": 2}}
+    assert not list(cache.root.glob(".*vidinv-part*"))
+    assert ChunkCache(tmp_path, "key").get("analyze", 8)["x"].tolist() == list(range(8, 16))
+
+
+def test_resume_with_another_chunk_size(face_clip, tmp_path):
+    """The chunk size is part of the run key: a rerun with another --chunk-size starts a fresh cache."""
+    from pipelines.cache import run_key
+
+    cache = str(tmp_path / "cache")
+    a = tiny_cfg(execution={"chunk_size": 8, "cache_dir": cache, "keep_cache": True})
+    b = tiny_cfg(execution={"chunk_size": 16, "cache_dir": cache, "keep_cache": True})
+    assert run_key(face_clip, a, []) != run_key(face_clip, b, [])
+    assert run_key(face_clip, a, []) == run_key(face_clip, tiny_cfg(execution={"chunk_size": 8, "num_workers": 3}), [])
+    run_edit(a, face_clip, tmp_path / "a.mp4")
+    res = run_edit(b, face_clip, tmp_path / "b.mp4")
+    assert res.n_frames == 24 and res.chunks["render"] == {"reused": 0, "computed": 2}

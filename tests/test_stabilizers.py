@@ -14,16 +14,15 @@ from scipy.signal import savgol_filter
 from stabilizers import (
     FlowLandmarkRefiner,
     GaussianSmoother,
-    GeometryStabilizer,
     IdentityStabilizer,
     OneEuroFilter,
     SavGolSmoother,
     build_stabilizer,
-    code_smooth,
     gaussian_smooth,
     lk_refine,
     one_euro,
     savgol_smooth,
+    valid_runs,
 )
 from vidinv.errors import InputError, VidinvError
 
@@ -157,49 +156,6 @@ class TestGaussian:
             gaussian_smooth(np.zeros((5, 2)), 1.0, valid=np.ones(4, bool))
         with pytest.raises(InputError):
             GaussianSmoother(-2.0)
-
-
-class TestGeometry:
-    def test_defaults_and_shapes(self):
-        g = GeometryStabilizer()
-        assert (g.landmark_sigma, g.quad_sigma) == (3.0, 6.0)
-        clean, noisy = jittery(T=60)
-        quads = noisy[:, :4]
-        lm_s, q_s = g(noisy, quads)
-        assert lm_s.shape == (60, 68, 2) and q_s.shape == (60, 4, 2)
-        np.testing.assert_allclose(lm_s, gaussian_filter1d(noisy, 3.0, axis=0), atol=1e-12)
-        np.testing.assert_allclose(q_s, gaussian_filter1d(quads, 6.0, axis=0), atol=1e-12)
-
-    def test_quads_from_landmarks_and_mask(self):
-        clean, noisy = jittery(T=60)
-        valid = np.ones(60, bool)
-        valid[20:24] = False
-        noisy[~valid] = 1e6  # detector garbage on invalid frames
-        g = GeometryStabilizer(quad_fn=lambda lm: lm[:, 10:14] * 1.0)
-        lm_s, q_s = g(torch.from_numpy(noisy), valid=valid, segments=[40])
-        assert isinstance(q_s, torch.Tensor) and q_s.shape == (60, 4, 2)
-        assert torch.isfinite(lm_s).all() and torch.isfinite(q_s).all()
-        assert float(((lm_s.numpy() - clean) ** 2).mean() ** 0.5) < 0.5  # jitter 1.0, garbage ignored
-        assert float(((q_s.numpy() - clean[:, 10:14]) ** 2).mean() ** 0.5) < 0.5
-
-    def test_ffhq_quads_default(self):
-        align = pytest.importorskip("vidinv.faces.align")
-        if not hasattr(align, "ffhq_quad"):
-            pytest.skip("vidinv.faces.align.ffhq_quad not available yet")
-        clean, noisy = jittery(T=20)
-        lm_s, q_s = GeometryStabilizer()(noisy * 3)
-        assert q_s.shape == (20, 4, 2) and np.isfinite(np.asarray(q_s)).all()
-
-    def test_exception(self):
-        g = GeometryStabilizer()
-        with pytest.raises(InputError, match="landmarks"):
-            g.smooth_landmarks(np.zeros((5, 68)))
-        with pytest.raises(InputError, match="quads"):
-            g.smooth_quads(np.zeros((5, 5, 2)))
-        with pytest.raises(InputError, match="frames"):
-            g(np.zeros((5, 68, 2)), np.zeros((4, 4, 2)))
-        with pytest.raises(InputError):
-            GeometryStabilizer(quad_sigma=-6)
 
 
 # ---------------------------------------------------------------- Savitzky-Golay
@@ -425,25 +381,6 @@ class TestLK:
 
 
 class TestCodesAndFactory:
-    def test_code_smooth_torch(self):
-        g = torch.Generator().manual_seed(0)
-        w = torch.randn(12, 4, 8, generator=g)
-        F = torch.randn(12, 3, 4, 4, generator=g)
-        ws = code_smooth(w, "gaussian", sigma=2.0)
-        assert isinstance(ws, torch.Tensor) and ws.shape == w.shape
-        torch.testing.assert_close(ws, gaussian_smooth(w, 2.0))
-        assert code_smooth(F, "savgol", window=5, order=2).shape == F.shape
-        assert code_smooth(F, "one_euro", beta=0.1, t=np.arange(12) / 24).shape == F.shape
-        delta = code_smooth(w + 1 - w, "gaussian", sigma=3.0, segments=[6])
-        torch.testing.assert_close(delta, torch.ones_like(w))
-        torch.testing.assert_close(code_smooth(w, "none"), w)
-        with pytest.raises(InputError):
-            code_smooth(w, "savgol", window=13, order=2)
-        with pytest.raises(InputError, match="unknown parameter"):
-            code_smooth(w, "gaussian", sigma=1, window=3)
-        with pytest.raises(InputError, match="needs sigma"):
-            code_smooth(w, "gaussian")
-
     def test_build(self):
         assert isinstance(build_stabilizer({"method": "gaussian", "sigma": 3}), GaussianSmoother)
         assert isinstance(build_stabilizer({"method": "savgol", "window": 7, "order": 2}), SavGolSmoother)
@@ -511,3 +448,35 @@ def test_real_clip_landmark_jitter(videos_dir):
     assert acc(out["lk"]) < raw / 1.3, (raw, acc(out["lk"]))  # measured 2.98 -> 1.80
     for name, y in out.items():
         assert np.linalg.norm(y - lm, axis=-1).mean() < 4.0, name  # a 700 px frame: points stay near the face
+
+
+# ---------------------------------------------------------------- runs at shot cuts
+
+
+class TestValidRuns:
+    def test_feature(self):
+        valid = np.array([0, 1, 1, 1, 0, 1, 1, 1, 1, 0], bool)
+        assert valid_runs(valid, []) == [(1, 4), (5, 9)]
+        assert valid_runs(valid, [2, 7]) == [(1, 2), (2, 4), (5, 7), (7, 9)]
+        assert valid_runs(valid, [5, 9]) == [(1, 4), (5, 9)]  # a cut at a run's edge splits nothing
+        assert valid_runs(np.ones(4, bool), None) == [(0, 4)]
+        assert valid_runs(np.zeros(3, bool), [1]) == []
+
+    def test_matches_a_frame_by_frame_scan(self):
+        rng = np.random.default_rng(0)
+        for _ in range(50):
+            valid = rng.random(30) < 0.7
+            cuts = sorted(set(rng.integers(1, 30, 3).tolist()))
+            got = valid_runs(valid, cuts)
+            covered = np.zeros(30, bool)
+            for a, b in got:
+                assert valid[a:b].all() and not covered[a:b].any()
+                assert not any(a < c < b for c in cuts)
+                covered[a:b] = True
+            assert np.array_equal(covered, valid)
+            # maximal: two adjacent runs are only separated by a cut
+            for (a0, b0), (a1, b1) in zip(got, got[1:]):
+                assert b0 < a1 or b0 in cuts
+
+    def test_cuts_outside_the_clip_are_ignored(self):
+        assert valid_runs(np.ones(5, bool), [0, 5, 9, -1]) == [(0, 5)]
