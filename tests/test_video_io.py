@@ -15,7 +15,7 @@ av = pytest.importorskip("av")
 
 from media_utils import clip_pts, make_clip, pattern_frame  # noqa: E402
 from vidinv.errors import InputError  # noqa: E402
-from vidinv.io.video import FrameChunk, VideoReader, VideoWriter, probe, quality_to_crf  # noqa: E402
+from vidinv.io.video import FrameChunk, VideoReader, VideoWriter, probe  # noqa: E402
 
 VFR_CLIP = "retalking_face1.mp4"
 MPEG4_CLIP = "sadtalker_WDA_KatieHill_000.mp4"
@@ -29,7 +29,8 @@ def _manifest(media_dir: Path) -> dict[str, dict]:
     if not path.exists():
         pytest.skip(f"{path} is absent")
     with open(path, newline="") as f:
-        return {Path(r["file"]).name: r for r in csv.DictReader(f, delimiter="\t") if r["file"].startswith("videos/")}
+        rows = csv.DictReader(f, delimiter="\t")
+        return {Path(r["file"]).name: r for r in rows if r["file"].startswith("videos/")}
 
 
 def _decode_all(path) -> FrameChunk:
@@ -103,7 +104,8 @@ def test_decode_count_and_chunks(videos_dir):
         m = info.n_frames // 2 + 1  # a window in the middle, to check read_range on every clip
         window = []
         for chunk in reader.chunks(50):
-            window += [(f, p) for i, (f, p) in enumerate(zip(chunk.frames, chunk.pts), chunk.start) if m <= i < m + 4]
+            pairs = enumerate(zip(chunk.frames, chunk.pts), chunk.start)
+            window += [(f, p) for i, (f, p) in pairs if m <= i < m + 4]
             assert chunk.start == n and chunk.frames.dtype == np.uint8 and chunk.pts.dtype == np.int64
             assert chunk.frames.shape[1:] == (info.display_height, info.display_width, 3)
             assert 1 <= len(chunk) <= 50 and chunk.stop == n + len(chunk)
@@ -314,34 +316,146 @@ def test_writer_refuses_to_overwrite_input(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "other.mp4"]
 
 
-def test_quality_to_crf():
-    assert quality_to_crf("high") < quality_to_crf("medium") < quality_to_crf("low")
-    assert quality_to_crf("lossless") == 0 and quality_to_crf(23) == 23 and quality_to_crf("20") == 20
-    for bad in ("ultra", 52, -1):
-        with pytest.raises(InputError):
-            quality_to_crf(bad)
-
-
-def test_decord_backend_matches_pyav(vfr_clip, vfr_decoded, tmp_path):
-    pytest.importorskip("decord")
-    reader = VideoReader(vfr_clip, backend="decord")
-    chunk = reader.read_range(40, 52)
-    assert reader._decord, "decord should be usable on an unrotated clip"
-    assert np.array_equal(chunk.frames, vfr_decoded.frames[40:52]) and np.array_equal(chunk.pts, vfr_decoded.pts[40:52])
-    rot = make_clip(tmp_path / "rot.mp4", 8, rotation=90, audio=False)
-    reader = VideoReader(rot, backend="decord")
-    chunk = reader.read_range(2, 6)
-    assert reader._decord is False  # rotated: PyAV is used
-    assert np.array_equal(chunk.frames, VideoReader(rot).read_range(2, 6).frames) and chunk.frames.shape[1:] == (48, 64, 3)
-    with pytest.raises(ValueError, match="backend"):
-        VideoReader(rot, backend="opencv")
-
-
 def test_writer_forgotten_close_leaves_nothing(tmp_path):
-    src = make_clip(tmp_path / "in.mp4", 4, audio=False)
+    src = make_clip(tmp_path / "in.mp4", 24, audio=False)  # enough frames for the encoder to start writing
     a = _decode_all(src)
     w = VideoWriter(tmp_path / "out.mp4", probe(src), preset="ultrafast")
     w.write(a.frames, a.pts)
-    assert len(list(tmp_path.glob(".out.*.part.mp4"))) == 1 and not (tmp_path / "out.mp4").exists()
+    assert len(list(tmp_path.glob(".out.mp4.vidinv-part-*.mp4"))) == 1 and not (tmp_path / "out.mp4").exists()
     del w
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+# ---------------------------------------------------------------- colour, determinism, part files
+
+
+def _yuv_clip(path: Path, kind: str, n: int = 8, w: int = 128, h: int = 96) -> Path:
+    """A clip coded from YUV planes (gradients + noise), bt709-tagged: tv range, full range or 10-bit."""
+    bits, full = (10 if kind == "10bit" else 8), kind == "full"
+    pix = "yuv420p10le" if bits == 10 else "yuv420p"
+    lo, hi, clo, chi = (0, 255, 0, 255) if full else (16, 235, 16, 240)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"crf": "10", "preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = w, h, pix
+        cc = v.codec_context
+        cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc = (2 if full else 1), 1, 1, 1
+        y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+        cy, cx = np.mgrid[0:h // 2, 0:w // 2].astype(np.float64)
+        for i in range(n):
+            rng = np.random.default_rng(i)
+            planes = [(lo + (hi - lo) * (0.25 + 0.5 * x / (w - 1)) + rng.normal(0, 6, (h, w)), lo, hi),
+                      (128 + 24 * (cy / (h / 2 - 1) - 0.5) + rng.normal(0, 2, cy.shape), clo, chi),
+                      (128 - 20 * (cx / (w / 2 - 1) - 0.5) + rng.normal(0, 2, cy.shape), clo, chi)]
+            frame = av.VideoFrame(w, h, pix)
+            frame.color_range = cc.color_range
+            frame.colorspace, frame.color_primaries, frame.color_trc = 1, 1, 1
+            for plane, (data, a, b) in zip(frame.planes, planes):
+                dt = np.uint16 if bits == 10 else np.uint8
+                dst = np.frombuffer(plane, dt).reshape(plane.height, -1)
+                k = bits - 8
+                dst[:, : data.shape[1]] = np.clip(np.rint(data * 2**k), a << k, b << k)
+            frame.pts = i
+            for pkt in v.encode(frame):
+                out.mux(pkt)
+        for pkt in v.encode(None):
+            out.mux(pkt)
+    return path
+
+
+def _yuv_planes(path, n: int) -> tuple[list[np.ndarray], tuple]:
+    """The first ``n`` frames' Y, U, V planes in 8-bit levels (float), the colour tags and pix_fmt."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        out: list[list[np.ndarray]] = [[], [], []]
+        for k, f in enumerate(c.decode(s)):
+            if k == n:
+                break
+            deep = f.format.name.endswith("10le")
+            tags = (f.color_range, f.colorspace, f.color_primaries, f.color_trc, f.format.name)
+            for i, pl in enumerate(f.planes[:3]):
+                a = np.frombuffer(pl, np.uint16 if deep else np.uint8).reshape(pl.height, -1)[:, : pl.width]
+                out[i].append(a.astype(np.float64) / (4 if deep else 1))
+    return [np.stack(p) for p in out], tags
+
+
+def _roundtrip_bias(src: Path, dst: Path, n: int) -> tuple[list[float], tuple, tuple]:
+    """Read ``src``, write its first ``n`` frames back unchanged, and return the mean Y/U/V difference."""
+    with VideoWriter(dst, probe(src), preset="ultrafast") as w:
+        chunk = VideoReader(src).read_range(0, n)
+        w.write(chunk.frames, chunk.pts)
+    (a, tags_in), (b, tags_out) = _yuv_planes(src, n), _yuv_planes(dst, n)
+    return [float((q - p).mean()) for p, q in zip(a, b)], tags_in, tags_out
+
+
+@pytest.mark.parametrize("kind", ["tv", "full", "10bit"])
+def test_feature_colour_roundtrip_synthetic(tmp_path, kind):
+    # before this fix: Y bias -1.06 (tv), -2.62 and range tag lost (full), -1.57 and 8-bit output (10bit)
+    src = _yuv_clip(tmp_path / f"{kind}.mp4", kind)
+    bias, tags_in, tags_out = _roundtrip_bias(src, tmp_path / "out.mp4", 8)
+    assert tags_out == tags_in  # range, matrix, primaries, transfer and pix_fmt (depth) kept
+    assert tags_in[:4] == ((2 if kind == "full" else 1), 1, 1, 1)
+    assert all(abs(d) < 0.25 for d in bias), bias
+
+
+def test_feature_colour_roundtrip_shared(vfr_clip, tmp_path):
+    bias, tags_in, tags_out = _roundtrip_bias(vfr_clip, tmp_path / "out.mp4", 10)
+    assert tags_out == tags_in
+    assert all(abs(d) < 0.25 for d in bias), bias  # was Y -1.01 before the fix
+
+
+def test_writer_deterministic(tmp_path, vfr_clip):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:256, 0:256]
+    base = np.stack([x, y, (x + y) // 2], -1)
+    frames = np.stack([np.clip(base + rng.integers(-20, 20, (256, 256, 3)), 0, 255) for _ in range(12)])
+    frames = frames.astype(np.uint8)
+    info = probe(make_clip(tmp_path / "in.mp4", 12, size=(256, 256), audio=False))
+    digests = []  # before cpu-independent=1: 3 different files in 10 runs of one clip
+    for k in range(3):
+        with VideoWriter(tmp_path / f"o{k}.mp4", info, preset="veryfast") as w:
+            w.write(frames, np.arange(12) * 512)
+        digests.append(_sha(tmp_path / f"o{k}.mp4"))
+    assert len(set(digests)) == 1
+    chunk = VideoReader(vfr_clip).read_range(0, 12)  # 590x590 with audio
+    info = probe(vfr_clip)
+    for k in range(4):
+        with VideoWriter(tmp_path / f"s{k}.mp4", info, preset="veryfast", audio_from=vfr_clip) as w:
+            w.write(chunk.frames, chunk.pts)
+    assert len({_sha(tmp_path / f"s{k}.mp4") for k in range(4)}) == 1
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from media_utils import make_clip
+from vidinv.io.video import VideoReader, VideoWriter, probe
+src, out = sys.argv[1], sys.argv[2]
+chunk = VideoReader(src).read_range(0, probe(src).n_frames)
+w = VideoWriter(out, probe(src), preset="ultrafast", audio_from=src)
+w.write(chunk.frames[:-5], chunk.pts[:-5])
+os.kill(os.getpid(), signal.SIGKILL)  # killed late in the render, before close()
+"""
+
+
+def test_writer_killed_part_cleaned_by_next_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    src = make_clip(tmp_path / "in.mp4", 40)
+    out = tmp_path / "out.mp4"
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(root / "tests")]))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(src), str(out)], env=env, timeout=120)
+    assert proc.returncode == -9
+    parts = list(tmp_path.glob(".out.mp4.vidinv-part-*.mp4"))
+    assert len(parts) == 1 and parts[0].stat().st_size > 0 and not out.exists()
+    a = _decode_all(src)
+    with VideoWriter(out, probe(src), preset="ultrafast", audio_from=src) as w:
+        w.write(a.frames, a.pts)
+    # the killed run's part file is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+    assert probe(out).n_frames == 40 and _audio_packets(out) == _audio_packets(src)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
