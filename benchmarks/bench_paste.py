@@ -1,8 +1,8 @@
 """Per-frame paste-back cost (unalign + mask + blend of one 1024 crop) at 720p and 4K, CPU or GPU.
 
-The face covers the same number of frame pixels in both frames (a ``--face`` px square, as a close-up in 720p or a
-medium shot in 4K), so a cost that does not depend on the frame size shows up as a 4K/720p ratio near 1. With
-``--full`` the whole-frame path (``region=False``, what the pipeline did before) is timed too.
+The face covers the same number of frame pixels in both frames (a ``--face`` px square, as a close-up in 720p
+or a medium shot in 4K), so a cost that does not depend on the frame size shows up as a 4K/720p ratio near 1.
+With ``--full`` the whole-frame path (``region=False``, what the pipeline did before) is timed too.
 
     .venv/bin/python benchmarks/bench_paste.py [--method alpha] [--face 500] [--full] [--device cpu]
 """
@@ -71,8 +71,12 @@ def main() -> None:
     cases = {name: case(hw, args.face, args.size, args.device) for name, hw in SIZES.items()}
     fns = {(name, True): (lambda c=c: paste_faces(*c, args.method)) for name, c in cases.items()}
     if args.full:
-        fns.update({(name, False): (lambda c=c: paste_faces(*c, args.method, region=False))
-                    for name, c in cases.items()})
+        fns.update(
+            {
+                (name, False): (lambda c=c: paste_faces(*c, args.method, region=False))
+                for name, c in cases.items()
+            }
+        )
     best = best_times(fns, args.repeats)
     ms = {name: 1000 * best[(name, True)] for name in cases}
     for name, hw in SIZES.items():
@@ -81,8 +85,10 @@ def main() -> None:
             full = 1000 * best[(name, False)]
             line += f"   whole frame: {full:8.1f} ms/frame   (x{full / ms[name]:.1f})"
         print(line, flush=True)
-    print(f"method {args.method}, one {args.size} crop over a {args.face} px face, device {args.device}: "
-          f"4K / 720p = {ms['4K'] / ms['720p']:.2f}")
+    print(
+        f"method {args.method}, one {args.size} crop over a {args.face} px face, device {args.device}: "
+        f"4K / 720p = {ms['4K'] / ms['720p']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -46,12 +46,23 @@ def scene(seed, n=3):
     """A textured frame and ``n`` random faces/masks; the last crop hangs over the frame's top-left corner."""
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    frame = (torch.nn.functional.interpolate(torch.rand(1, 3, H // 6, W // 6, generator=g), size=(H, W),
-                                             mode="bilinear") * 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    frame = (
+        (
+            torch.nn.functional.interpolate(
+                torch.rand(1, 3, H // 6, W // 6, generator=g), size=(H, W), mode="bilinear"
+            )
+            * 255
+        )
+        .to(torch.uint8)[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
     faces = torch.rand(n, 3, S, S, generator=g)
     masks = torch.nn.functional.interpolate(torch.rand(n, 1, 8, 8, generator=g), size=(S, S), mode="bilinear")
-    quads = [quad(rng.uniform(60, 180), rng.uniform(50, 130), rng.uniform(50, 90), rng.uniform(-0.5, 0.5))
-             for _ in range(n - 1)] + [quad(15, 10, 80, 0.3)]
+    quads = [
+        quad(rng.uniform(60, 180), rng.uniform(50, 130), rng.uniform(50, 90), rng.uniform(-0.5, 0.5))
+        for _ in range(n - 1)
+    ] + [quad(15, 10, 80, 0.3)]
     M = quad_to_matrix(np.stack(quads), S).astype(np.float32)
     return frame, faces, masks, M
 
@@ -88,7 +99,7 @@ def test_laplacian_matches_whole_frame(levels):
 
 def test_footprint_box():
     M = quad_to_matrix(quad(100, 80, 40, 0.0), S)
-    # crop coordinates -1..S (the bilinear fringe) land on frame x 79.4..120, y 59.4..100: whole pixels around them
+    # crop coordinates -1..S (the bilinear fringe) land on frame x 79.4..120, y 59.4..100: the pixels around
     assert footprint_box(M, S, (H, W)) == (59, 101, 79, 121)
     y0, y1, x0, x1 = footprint_box(M, S, (H, W), margin=10, align=8)
     assert (y0, x0) == (48, 64) and (y1 - y0) % 8 == 0 and (x1 - x0) % 8 == 0

@@ -149,7 +149,8 @@ def test_cut_between_real_clips(videos_dir):
 
 # ----------------------------------------------------------------------------- adaptive cuts on real clips
 
-CUT_CLIPS = ("retalking_face1.mp4", "sadtalker_WDA_KatieHill_000.mp4", "liveportrait_d12_expressive_glasses.mp4")
+CUT_CLIPS = ("retalking_face1.mp4", "sadtalker_WDA_KatieHill_000.mp4",
+             "liveportrait_d12_expressive_glasses.mp4")
 
 
 def _frames(path, n=None, side=128):

@@ -1,11 +1,12 @@
 """Paste rendered faces back into a frame, working only on each face's footprint.
 
-Unaligning, masking and blending over the whole frame costs time and memory in proportion to the frame (a 4K frame
-is 8.3 Mpx per face), although only the pixels the crop lands on can change. :func:`paste_faces` warps each crop
-into the bounding box of its footprint in the frame (plus a margin the blend needs), blends there and writes that
-box back. The result is the whole-frame computation's: exactly outside the box (the whole-frame path leaves
-those pixels as they are too), and inside it up to float rounding for alpha and Poisson blending; Laplacian
-blending's far-reaching coarse bands are kept inside the box by its wider margin (see :func:`blend_margin`).
+Unaligning, masking and blending over the whole frame costs time and memory in proportion to the frame (a 4K
+frame is 8.3 Mpx per face), although only the pixels the crop lands on can change. :func:`paste_faces` warps
+each crop into the bounding box of its footprint in the frame (plus a margin the blend needs), blends there
+and writes that box back. The result is the whole-frame computation's: exactly outside the box (the
+whole-frame path leaves those pixels as they are too), and inside it up to float rounding for alpha and
+Poisson blending; Laplacian blending's far-reaching coarse bands are kept inside the box by its wider margin
+(see :func:`blend_margin`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ METHODS = ("alpha", "laplacian", "poisson")
 def blend_margin(method: str, levels: int = 5) -> int:
     """Frame pixels around a crop's footprint that the blend reads or writes.
 
-    Alpha blending changes only the footprint (2 px cover the bilinear fringe); Poisson blending solves inside the
-    mask with the frame as boundary (4 px); a Laplacian pyramid of ``levels`` levels spreads each band over about
-    ``4 * 2**(levels-1)`` pixels of the finest grid, so its margin is twice that.
+    Alpha blending changes only the footprint (2 px cover the bilinear fringe); Poisson blending solves inside
+    the mask with the frame as boundary (4 px); a Laplacian pyramid of ``levels`` levels spreads each band
+    over about ``4 * 2**(levels-1)`` pixels of the finest grid, so its margin is twice that.
     """
     if method not in METHODS:
         raise VidinvError(f"paste_faces: method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -36,11 +37,12 @@ def blend_margin(method: str, levels: int = 5) -> int:
     return 4 if method == "poisson" else 2
 
 
-def footprint_box(M: torch.Tensor | np.ndarray, size: int, frame_hw: tuple[int, int], margin: int = 0,
-                  align: int = 1) -> tuple[int, int, int, int] | None:
-    """The frame box ``(y0, y1, x0, x1)`` (half-open) covering the crop's footprint plus ``margin``, clipped to the
-    frame; None when it misses the frame. ``align`` rounds the box origin down (and its size up, where the frame
-    allows) to multiples of ``align`` so a pyramid's sampling grid matches the whole frame's.
+def footprint_box(
+    M: torch.Tensor | np.ndarray, size: int, frame_hw: tuple[int, int], margin: int = 0, align: int = 1
+) -> tuple[int, int, int, int] | None:
+    """The frame box ``(y0, y1, x0, x1)`` (half-open) covering the crop's footprint plus ``margin``, clipped
+    to the frame; None when it misses the frame. ``align`` rounds the box origin down (and its size up, where
+    the frame allows) to multiples of ``align`` so a pyramid's sampling grid matches the whole frame's.
 
     Args:
         M: the frame->crop matrix ``[3, 3]``.
@@ -51,7 +53,9 @@ def footprint_box(M: torch.Tensor | np.ndarray, size: int, frame_hw: tuple[int, 
     Minv = np.linalg.inv(np.asarray(torch.as_tensor(M).double().cpu().numpy(), np.float64).reshape(3, 3))
     s = float(size)
     corners = np.array([[-1, -1, 1], [s, -1, 1], [s, s, 1], [-1, s, 1]], np.float64) @ Minv.T
-    if not np.isfinite(corners).all() or (corners[:, 2] <= 1e-12).any():  # the crop's plane folds over: use it all
+    if (
+        not np.isfinite(corners).all() or (corners[:, 2] <= 1e-12).any()
+    ):  # the crop's plane folds over: use it all
         return 0, h, 0, w
     pts = corners[:, :2] / corners[:, 2:]
     x0, y0 = (math.floor(v) - margin for v in pts.min(0))
@@ -64,23 +68,40 @@ def footprint_box(M: torch.Tensor | np.ndarray, size: int, frame_hw: tuple[int, 
 
 
 def _check(frame: np.ndarray, faces: torch.Tensor, masks: torch.Tensor, M) -> torch.Tensor:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
-        raise VidinvError(f"paste_faces: frame must be uint8 [H, W, 3], got {getattr(frame, 'dtype', type(frame))} "
-                          f"{getattr(frame, 'shape', '')}")
-    if not isinstance(faces, torch.Tensor) or faces.ndim != 4 or faces.shape[1] != 3 or faces.shape[2] != faces.shape[3]:
-        raise VidinvError(f"paste_faces: faces must be a tensor [N, 3, S, S], got {getattr(faces, 'shape', type(faces))}")
+    if (
+        not isinstance(frame, np.ndarray)
+        or frame.dtype != np.uint8
+        or frame.ndim != 3
+        or frame.shape[-1] != 3
+    ):
+        raise VidinvError(
+            f"paste_faces: frame must be uint8 [H, W, 3], got {getattr(frame, 'dtype', type(frame))} "
+            f"{getattr(frame, 'shape', '')}"
+        )
+    if (
+        not isinstance(faces, torch.Tensor)
+        or faces.ndim != 4
+        or faces.shape[1] != 3
+        or faces.shape[2] != faces.shape[3]
+    ):
+        raise VidinvError(
+            f"paste_faces: faces must be a tensor [N, 3, S, S], got {getattr(faces, 'shape', type(faces))}"
+        )
     n, s = faces.shape[0], faces.shape[-1]
     if not isinstance(masks, torch.Tensor) or tuple(masks.shape) != (n, 1, s, s):
-        raise VidinvError(f"paste_faces: masks must be a tensor [{n}, 1, {s}, {s}], got "
-                          f"{getattr(masks, 'shape', type(masks))}")
+        raise VidinvError(
+            f"paste_faces: masks must be a tensor [{n}, 1, {s}, {s}], got "
+            f"{getattr(masks, 'shape', type(masks))}"
+        )
     M = torch.as_tensor(M)
     if tuple(M.shape) != (n, 3, 3):
         raise VidinvError(f"paste_faces: M must be [{n}, 3, 3] frame->crop matrices, got {tuple(M.shape)}")
     return M
 
 
-def _blend(method: str, src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor, levels: int,
-           threshold: float) -> torch.Tensor:
+def _blend(
+    method: str, src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor, levels: int, threshold: float
+) -> torch.Tensor:
     if method == "poisson":
         return torch.as_tensor(blend_poisson(src, dst, mask, threshold=threshold))
     if method == "laplacian":
@@ -89,14 +110,22 @@ def _blend(method: str, src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor
 
 
 @torch.no_grad()
-def paste_faces(frame: np.ndarray, faces: torch.Tensor, masks: torch.Tensor, M: torch.Tensor | np.ndarray,
-                method: str = "alpha", levels: int = 5, threshold: float = 0.5, region: bool = True) -> np.ndarray:
+def paste_faces(
+    frame: np.ndarray,
+    faces: torch.Tensor,
+    masks: torch.Tensor,
+    M: torch.Tensor | np.ndarray,
+    method: str = "alpha",
+    levels: int = 5,
+    threshold: float = 0.5,
+    region: bool = True,
+) -> np.ndarray:
     """Unalign each face crop and its mask into the frame and blend it there, one face after the other.
 
     The same computation as unaligning face and mask over the whole frame (:func:`vidinv.faces.align.unalign`,
-    the mask multiplied by the crop's validity), blending with :mod:`vidinv.faces.blend` and rounding to uint8,
-    done on the box of each crop's footprint (see the module docstring). Faces whose matrix is not finite (no
-    valid landmarks) are skipped. Runs on ``faces``' device; the frame is copied, not modified.
+    the mask multiplied by the crop's validity), blending with :mod:`vidinv.faces.blend` and rounding to
+    uint8, done on the box of each crop's footprint (see the module docstring). Faces whose matrix is not
+    finite (no valid landmarks) are skipped. Runs on ``faces``' device; the frame is copied, not modified.
 
     Args:
         frame: the frame, uint8 RGB.

@@ -20,9 +20,9 @@ INSIGHTFACE_ENV = "INSIGHTFACE_HOME"
 def dlib_model_dirs() -> list[Path]:
     """The folders searched for dlib ``.dat`` files, in order.
 
-    ``$VIDINV_DLIB_MODELS`` first, then the ``models`` folder of the ``face_recognition_models`` package (found by
-    path: importing that package pulls in setuptools' pkg_resources), then ``face_recognition_models/models``
-    under each ``sys.path`` entry.
+    ``$VIDINV_DLIB_MODELS`` first, then the ``models`` folder of the ``face_recognition_models`` package
+    (found by path: importing that package pulls in setuptools' pkg_resources), then
+    ``face_recognition_models/models`` under each ``sys.path`` entry.
     """
     dirs = [Path(os.environ[DLIB_ENV]).expanduser()] if os.environ.get(DLIB_ENV) else []
     try:
@@ -47,8 +47,10 @@ def dlib_model_path(filename: str = DLIB_LANDMARKS_68) -> Path:
     """Like :func:`find_dlib_model`, but a missing file raises a one-line :class:`MissingWeightsError`."""
     path = find_dlib_model(filename)
     if path is None:
-        raise MissingWeightsError(f"dlib model {filename} not found: pip install face-recognition-models "
-                                  f"or set {DLIB_ENV} to the folder holding it")
+        raise MissingWeightsError(
+            f"dlib model {filename} not found: pip install face-recognition-models "
+            f"or set {DLIB_ENV} to the folder holding it"
+        )
     return path
 
 
