@@ -127,3 +127,182 @@ def test_fan_cache_check_finds_files_without_download(tmp_path, monkeypatch):
     present, missing = D.fan_weight_files()
     assert missing == [] and len(present) == 2
     assert D.available_backends()[0] == "fan"
+
+
+# ----------------------------------------------------------------------------- small faces (issue 14)
+
+
+def _decode(path, n, side):
+    import av
+    import cv2
+
+    out = []
+    with av.open(str(path)) as c:
+        for fr in c.decode(video=0):
+            out.append(cv2.resize(fr.to_ndarray(format="rgb24"), (side, side), interpolation=cv2.INTER_AREA))
+            if len(out) == n:
+                break
+    return out
+
+
+def two_person_clip(videos_dir, n=10):
+    """A 1280x720 video-chat layout: two shared clips side by side, each scaled so its face is ~150 px."""
+    left = _decode(videos_dir / "liveportrait_d12_expressive_glasses.mp4", n, 358)  # face ~215 px at 512
+    right = _decode(videos_dir / "retalking_face1.mp4", n, 443)  # face ~237 px at 700
+    clip = np.full((n, 720, 1280, 3), 110, np.uint8)
+    for t in range(n):
+        clip[t, 181:181 + 358, 141:141 + 358] = left[t]
+        clip[t, 138:138 + 443, 738:738 + 443] = right[t]
+    return clip
+
+
+def test_dlib_scale():
+    assert D.dlib_scale((720, 1280), max_side=480) == pytest.approx(0.375)
+    assert D.dlib_scale((720, 1280)) == 1.0 and D.dlib_scale((200, 300), max_side=480) == 1.0
+    # min_face alone: just large enough that such a face spans the HOG window (down or up)
+    assert D.dlib_scale((720, 1280), min_face=160) == pytest.approx(D.HOG_MIN_FACE / 160)
+    assert D.dlib_scale((720, 1280), min_face=64) == pytest.approx(D.HOG_MIN_FACE / 64)
+    # with max_side: max_side's downscale unless it would lose min_face faces
+    assert D.dlib_scale((720, 1280), max_side=480, min_face=128) == pytest.approx(D.HOG_MIN_FACE / 128)
+    assert D.dlib_scale((720, 1280), max_side=1280, min_face=300) == 1.0
+
+
+def test_dlib_min_face_finds_both_video_chat_faces(videos_dir):
+    if D.dlib_model_dir() is None:
+        pytest.skip("face_recognition_models not installed")
+    clip = two_person_clip(videos_dir)
+    # the reported bug: at max side 480 the ~150 px faces shrink below HOG's window and one is lost
+    assert min(len(f) for f in D.DlibDetector(max_side=480).detect(clip)) < 2
+    det = D.get_detector("dlib", max_side=480, min_face=128)
+    assert det.min_face == 128 and det.max_side == 480 and det.upsample == 0
+    out = det.detect(clip)
+    for faces in out:
+        assert len(faces) == 2
+        cx = sorted(float(f.bbox[0] + f.bbox[2]) / 2 for f in faces)
+        assert cx[0] < 640 < cx[1]  # one face per person
+        for f in faces:
+            assert 110 < f.bbox[2] - f.bbox[0] < 200  # the faces really are video-chat sized
+
+
+def test_dlib_defaults_come_from_caller():
+    if D.dlib_model_dir() is None:
+        pytest.skip("face_recognition_models not installed")
+    det = D.DlibDetector()
+    assert (det.upsample, det.max_side, det.min_face) == (0, None, None)
+    with pytest.raises(VidinvError, match="min_face"):
+        D.DlibDetector(min_face=-3)
+
+
+# ----------------------------------------------------------------------------- registry (issue 13)
+
+
+def test_registry_drives_selection(monkeypatch):
+    assert D.BACKENDS == tuple(D.DETECTORS) == ("fan", "insightface", "dlib")
+    built = {}
+
+    class Fake:
+        name = "fake"
+
+        def __init__(self, device="cpu", knob=1):
+            built.update(device=device, knob=knob)
+
+        def detect(self, frames):
+            return [[] for _ in frames]
+
+    monkeypatch.setitem(D.DETECTORS, "fake", D.DetectorEntry(Fake, lambda: None, ("knob",)))
+    for name in ("fan", "insightface", "dlib"):
+        monkeypatch.setitem(D.DETECTORS, name, D.DetectorEntry(D.DETECTORS[name].build, lambda: "absent",
+                                                               D.DETECTORS[name].settings))
+    assert D.available_backends() == ["fake"]
+    det = D.get_detector("auto", device="cuda:1", knob=5, max_side=480)  # max_side belongs to dlib: ignored
+    assert det.name == "fake" and built == {"device": "cuda:1", "knob": 5}
+    with pytest.raises(VidinvError, match="unknown face detector setting"):
+        D.get_detector("fake", nope=1)
+    monkeypatch.setitem(D.DETECTORS, "fake", D.DetectorEntry(Fake, lambda: "absent", ("knob",)))
+    with pytest.raises(MissingWeightsError, match="fake: absent"):
+        D.get_detector("auto")
+
+
+def test_dlib_lookup_honours_env(tmp_path, monkeypatch):
+    from vidinv.faces import weights
+
+    (tmp_path / weights.DLIB_LANDMARKS_68).write_bytes(b"x")
+    monkeypatch.setenv("VIDINV_DLIB_MODELS", str(tmp_path))
+    assert D.dlib_model_dir() == tmp_path
+    assert weights.dlib_model_path(weights.DLIB_LANDMARKS_68) == tmp_path / weights.DLIB_LANDMARKS_68
+    with pytest.raises(MissingWeightsError, match="other.dat not found"):
+        monkeypatch.setattr("sys.path", [str(tmp_path / "none")])
+        monkeypatch.setattr(weights.importlib.util, "find_spec", lambda name: None)
+        weights.dlib_model_path("other.dat")
+
+
+def test_insightface_lookup(tmp_path, monkeypatch):
+    from vidinv.faces import weights
+
+    monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
+    assert weights.insightface_pack_dir() == tmp_path / "models" / "buffalo_l"
+    assert weights.insightface_pack_files() == []
+    (tmp_path / "models" / "buffalo_l").mkdir(parents=True)
+    (tmp_path / "models" / "buffalo_l" / "det_10g.onnx").write_bytes(b"x")
+    assert [p.name for p in weights.insightface_pack_files()] == ["det_10g.onnx"]
+    assert weights.insightface_pack_dir("antelope", tmp_path / "x") == tmp_path / "x" / "models" / "antelope"
+
+
+# ----------------------------------------------------------------------------- devices (issue 11)
+
+
+def test_fan_gets_device(monkeypatch):
+    import sys
+    import types
+
+    seen = {}
+
+    class FakeFA:
+        def __init__(self, lt, device="cpu", **kw):
+            seen.update(device=device, detector=kw.get("face_detector"))
+
+        def get_landmarks_from_image(self, f, return_bboxes=True):
+            return [np.zeros((68, 2))], None, [np.array([1, 2, 30, 40, 0.9])]
+
+    fake = types.ModuleType("face_alignment")
+    fake.LandmarksType = types.SimpleNamespace(TWO_D="2d")
+    fake.FaceAlignment = FakeFA
+    monkeypatch.setitem(sys.modules, "face_alignment", fake)
+    monkeypatch.setattr(D, "fan_weight_files", lambda: ([], []))
+    det = D.get_detector("fan", device="cuda:0", min_score=0.5, min_face=64)
+    assert seen == {"device": "cuda:0", "detector": "sfd"}
+    out = det.detect(np.zeros((1, 48, 48, 3), np.uint8))
+    assert len(out[0]) == 1 and out[0][0].score == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("device, cuda_built, want", [
+    ("cpu", True, (["CPUExecutionProvider"], -1)),
+    ("cuda", True, (["CUDAExecutionProvider", "CPUExecutionProvider"], 0)),
+    ("cuda:2", True, (["CUDAExecutionProvider", "CPUExecutionProvider"], 2)),
+    ("cuda:1", False, (["CPUExecutionProvider"], -1)),
+])
+def test_insightface_gets_device(tmp_path, monkeypatch, device, cuda_built, want):
+    import sys
+    import types
+
+    ort = pytest.importorskip("onnxruntime")
+    provs = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda_built else ["CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: provs)
+    seen = {}
+
+    class FakeApp:
+        def __init__(self, name, root, providers, allowed_modules):
+            seen.update(root=root, providers=providers)
+
+        def prepare(self, ctx_id, det_size):
+            seen.update(ctx=ctx_id, det_size=det_size)
+
+    fake = types.ModuleType("insightface.app")
+    fake.FaceAnalysis = FakeApp
+    monkeypatch.setitem(sys.modules, "insightface.app", fake)
+    pack = tmp_path / "models" / "buffalo_l"
+    pack.mkdir(parents=True)
+    (pack / "det_10g.onnx").write_bytes(b"x")
+    det = D.get_detector("insightface", device=device, root=tmp_path, det_size=320, max_side=480)
+    assert (seen["providers"], seen["ctx"]) == want == (det.providers, want[1])
+    assert seen["det_size"] == (320, 320) and seen["root"] == str(tmp_path)

@@ -6,21 +6,20 @@ landmarks in the pixel coordinates of the frame it was given. Heavy libraries ar
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from vidinv.errors import MissingWeightsError, VidinvError
+from vidinv.faces.weights import (DLIB_LANDMARKS_68, dlib_model_path, find_dlib_model, insightface_pack_dir,
+                                  insightface_pack_files)
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("fan", "insightface", "dlib")
 
 
 @dataclass
@@ -75,65 +74,82 @@ def _bbox_of(points: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- dlib
 
+# dlib's frontal HOG detector scans an 80x80 window over a 5/6 image pyramid: faces smaller than this (in the image
+# it is given) are not found. The margin over 80 covers the box definition: min_face is measured on our boxes (the
+# HOG box united with the landmarks), which are somewhat larger than dlib's own.
+HOG_MIN_FACE = 80.0
+
 
 def dlib_model_dir() -> Path | None:
-    """The folder holding face_recognition_models' ``.dat`` files, found without importing the package."""
-    try:
-        spec = importlib.util.find_spec("face_recognition_models")
-    except (ImportError, ValueError):
-        spec = None
-    roots = list(spec.submodule_search_locations or []) if spec is not None else []
-    for root in roots:
-        d = Path(root) / "models"
-        if (d / "shape_predictor_68_face_landmarks.dat").is_file():
-            return d
-    import site
-    import sys
+    """The folder holding dlib's 68-point shape predictor (see :mod:`vidinv.faces.weights`), or None."""
+    path = find_dlib_model(DLIB_LANDMARKS_68)
+    return None if path is None else path.parent
 
-    for sp in [*site.getsitepackages(), *sys.path]:
-        for hit in glob.glob(os.path.join(sp, "face_recognition_models", "models", "shape_predictor_68_face_landmarks.dat")):
-            return Path(hit).parent
-    return None
+
+def dlib_scale(frame_hw: tuple[int, int], max_side: int | None = None, min_face: float | None = None) -> float:
+    """The factor a frame is resized by before HOG detection.
+
+    Without ``min_face`` it is the downscale to ``max_side`` (1 when ``max_side`` is None or larger than the
+    frame). With ``min_face`` (frame pixels), the image is made just large enough that such a face spans
+    :data:`HOG_MIN_FACE` pixels: ``HOG_MIN_FACE / min_face`` (a downscale for large faces, an upscale of only
+    the needed amount for small ones); when ``max_side`` is also set, the larger of the two factors is taken
+    (``max_side`` never makes ``min_face`` faces undetectable).
+    """
+    long_side = max(int(frame_hw[0]), int(frame_hw[1]))
+    by_side = min(1.0, float(max_side) / long_side) if max_side else 1.0
+    if not min_face:
+        return by_side
+    need = HOG_MIN_FACE / float(min_face)
+    return max(by_side, need) if max_side else need
 
 
 class DlibDetector:
     """dlib HOG frontal-face detector + the 68-point shape predictor shipped in ``face_recognition_models``.
 
-    Works offline on the CPU (~125 ms per 1080p-class frame at full size; much less with ``max_side``).
+    Works offline on the CPU. Its cost grows with the pixel count of the detection image, whose scale
+    :func:`dlib_scale` derives from the frame, ``max_side`` and ``min_face``. Settings come from the caller
+    (the pipeline's config); the defaults here only mean "detect on the frame as it is".
 
     Args:
-        upsample: HOG pyramid upsampling (1 finds faces down to ~40 px; 0 is ~4x faster).
-        max_side: if set, detect on a copy downscaled so its longer side is at most this; boxes and landmarks
-            are scaled back to the input frame (landmarks are refined at that resolution).
+        upsample: extra HOG pyramid upsampling steps (each doubles the image; 0 with ``min_face``, which
+            already resizes by the needed amount).
+        max_side: detect on a copy scaled so its longer side is at most this (boxes and landmarks are scaled back
+            to the frame; landmarks are refined at the detection scale).
+        min_face: smallest face to find, in frame pixels: the detection image is sized so that such a face
+            spans ~80 px, HOG's window (see :func:`dlib_scale`).
         min_score: drop detections whose HOG score is below this.
+        device: accepted for a uniform interface; HOG runs on the CPU.
     """
 
     name = "dlib"
 
-    def __init__(self, upsample: int = 1, max_side: int | None = None, min_score: float = 0.0) -> None:
+    def __init__(self, upsample: int = 0, max_side: int | None = None, min_face: float | None = None,
+                 min_score: float = 0.0, device: str = "cpu") -> None:
         try:
             import dlib
         except ImportError as e:  # pragma: no cover - dlib-bin is a dependency
             raise VidinvError("the dlib detector needs the 'dlib-bin' package: pip install dlib-bin") from e
-        d = dlib_model_dir()
-        if d is None:
-            raise MissingWeightsError("dlib landmarks: shape_predictor_68_face_landmarks.dat not found; "
-                                      "install it with: pip install face_recognition_models")
-        self._dlib = dlib
+        if min_face is not None and float(min_face) <= 0:
+            raise VidinvError(f"DlibDetector: min_face must be a positive number of pixels, got {min_face}")
+        path = dlib_model_path(DLIB_LANDMARKS_68)
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(d / "shape_predictor_68_face_landmarks.dat"))
+        self._predictor = dlib.shape_predictor(str(path))
         self.upsample = int(upsample)
         self.max_side = int(max_side) if max_side else None
+        self.min_face = float(min_face) if min_face else None
         self.min_score = float(min_score)
+        if not str(device).startswith("cpu"):
+            log.debug("dlib's HOG detector runs on the CPU (device %s ignored)", device)
 
     def _detect_one(self, img: np.ndarray) -> list[Face]:
         import cv2
 
         h, w = img.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w)) if self.max_side else 1.0
+        scale = dlib_scale((h, w), self.max_side, self.min_face)
         small = img
-        if scale < 1.0:
-            small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if scale != 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         sx, sy = w / small.shape[1], h / small.shape[0]
         small = np.ascontiguousarray(small)
         rects, scores, _ = self._detector.run(small, self.upsample, self.min_score)
@@ -230,37 +246,54 @@ class FANDetector:
 
 
 def insightface_model_dir(name: str = "buffalo_l", root: str | os.PathLike | None = None) -> Path:
-    """Where insightface keeps a model pack: ``<root or ~/.insightface>/models/<name>``."""
-    root = Path(root or os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser()
-    return root / "models" / name
+    """Where insightface keeps a model pack (see :func:`vidinv.faces.weights.insightface_pack_dir`)."""
+    return insightface_pack_dir(name, root)
+
+
+def onnx_providers(device: str) -> tuple[list[str], int]:
+    """onnxruntime execution providers and insightface's ``ctx_id`` for a device string.
+
+    ``'cuda[:N]'`` asks for the CUDAExecutionProvider (then the CPU as fallback) on GPU N; when this onnxruntime
+    build has no CUDA provider a warning says so and the CPU is used.
+    """
+    dev = str(device)
+    if not dev.startswith("cuda"):
+        return ["CPUExecutionProvider"], -1
+    ctx = int(dev.split(":", 1)[1]) if ":" in dev else 0
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        log.warning("insightface: onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu); "
+                    "detecting on the CPU")
+        return ["CPUExecutionProvider"], -1
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"], ctx
 
 
 class InsightFaceDetector:
     """insightface ``FaceAnalysis`` (buffalo_l: SCRFD detection + ``landmark_3d_68``), only from an existing folder.
 
     Args:
-        device: ``'cpu'`` or ``'cuda[:N]'`` (onnxruntime provider).
+        device: ``'cpu'`` or ``'cuda[:N]'`` (onnxruntime's CUDA provider, see :func:`onnx_providers`).
         det_size: detector input size.
         min_score: drop detections below this confidence.
-        root: insightface root (default ``~/.insightface``).
+        root: insightface home (default ``$INSIGHTFACE_HOME`` or ``~/.insightface``).
     """
 
     name = "insightface"
 
     def __init__(self, device: str = "cpu", det_size: int = 640, min_score: float = 0.5,
                  root: str | os.PathLike | None = None) -> None:
-        d = insightface_model_dir("buffalo_l", root)
-        if not d.is_dir() or not list(d.glob("*.onnx")):
+        d = insightface_pack_dir("buffalo_l", root)
+        if not insightface_pack_files("buffalo_l", root):
             raise MissingWeightsError(f"insightface buffalo_l models not found in {d}; unzip buffalo_l.zip there, "
                                       "or use --detector dlib")
         from insightface.app import FaceAnalysis
 
-        dev = str(device)
-        ctx = int(dev.split(":")[1]) if dev.startswith("cuda:") else (0 if dev.startswith("cuda") else -1)
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if ctx >= 0 else ["CPUExecutionProvider"]
+        providers, ctx = onnx_providers(device)
+        self.providers = providers
         self._app = FaceAnalysis(name="buffalo_l", root=str(d.parent.parent), providers=providers,
                                  allowed_modules=["detection", "landmark_3d_68"])
-        self._app.prepare(ctx_id=ctx, det_size=(det_size, det_size))
+        self._app.prepare(ctx_id=ctx, det_size=(int(det_size), int(det_size)))
         self.min_score = float(min_score)
 
     def detect(self, frames: np.ndarray) -> list[list[Face]]:
@@ -274,44 +307,88 @@ class InsightFaceDetector:
         return out
 
 
-# ----------------------------------------------------------------------------- selection
+# ----------------------------------------------------------------------------- registry
+
+
+def _fan_missing() -> str | None:
+    if importlib.util.find_spec("face_alignment") is None:
+        return "face_alignment is not installed"
+    missing = fan_weight_files()[1]
+    return f"weights not in torch hub's cache ({', '.join(m.name for m in missing)})" if missing else None
+
+
+def _insightface_missing() -> str | None:
+    if importlib.util.find_spec("insightface") is None:
+        return "insightface is not installed"
+    return None if insightface_pack_files("buffalo_l") else f"no buffalo_l pack in {insightface_pack_dir()}"
+
+
+def _dlib_missing() -> str | None:
+    if importlib.util.find_spec("dlib") is None:
+        return "dlib-bin is not installed"
+    return None if dlib_model_dir() is not None else f"{DLIB_LANDMARKS_68} not found (pip install face-recognition-models)"
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    """A registered detector: how to build it, whether it can run here, and the settings it accepts.
+
+    Attributes:
+        build: the class (called as ``build(device=..., **settings)``).
+        missing: ``() -> None`` when usable now without any download, else the reason it is not (one line).
+        settings: keyword settings the constructor accepts besides ``device``.
+    """
+
+    build: Callable[..., FaceDetector]
+    missing: Callable[[], str | None]
+    settings: tuple[str, ...]
+
+
+# name -> entry, in the order 'auto' prefers them
+DETECTORS: dict[str, DetectorEntry] = {
+    "fan": DetectorEntry(FANDetector, _fan_missing, ("min_score",)),
+    "insightface": DetectorEntry(InsightFaceDetector, _insightface_missing, ("det_size", "min_score", "root")),
+    "dlib": DetectorEntry(DlibDetector, _dlib_missing, ("upsample", "max_side", "min_face", "min_score")),
+}
+BACKENDS = tuple(DETECTORS)
 
 
 def available_backends() -> list[str]:
     """Backends usable right now without any download, in preference order (fan > insightface > dlib)."""
-    out = []
-    if importlib.util.find_spec("face_alignment") is not None and not fan_weight_files()[1]:
-        out.append("fan")
-    d = insightface_model_dir()
-    if importlib.util.find_spec("insightface") is not None and d.is_dir() and list(d.glob("*.onnx")):
-        out.append("insightface")
-    if importlib.util.find_spec("dlib") is not None and dlib_model_dir() is not None:
-        out.append("dlib")
-    return out
+    return [name for name, entry in DETECTORS.items() if entry.missing() is None]
 
 
-def get_detector(name: str = "auto", device: str = "cpu", **kwargs) -> FaceDetector:
-    """Build a face detector by name.
+def get_detector(name: str = "auto", device: str = "cpu", **settings: Any) -> FaceDetector:
+    """Build a face detector by name from :data:`DETECTORS`.
+
+    Settings that only other detectors accept are ignored, so one config (e.g. ``max_side``, ``min_face`` for
+    dlib, ``det_size`` for insightface) serves whichever backend ``'auto'`` picks; a setting no detector knows
+    is an error.
 
     Args:
-        name: ``'auto'`` (the first available of fan > insightface > dlib), ``'fan'``, ``'insightface'`` or ``'dlib'``.
-        device: torch / onnxruntime device for the neural backends (dlib always runs on the CPU).
-        **kwargs: passed to the backend's constructor.
+        name: ``'auto'`` (the first available of fan > insightface > dlib) or a key of :data:`DETECTORS`.
+        device: ``'cpu'`` or ``'cuda[:N]'`` for the neural backends (dlib's HOG always runs on the CPU).
+        **settings: the backend's settings (see each entry's ``settings``).
 
     Returns:
         A :class:`FaceDetector`.
     """
     name = str(name).lower()
-    if name not in ("auto", *BACKENDS):
-        raise VidinvError(f"unknown face detector {name!r}: choose auto, {', '.join(BACKENDS)}")
+    if name not in ("auto", *DETECTORS):
+        raise VidinvError(f"unknown face detector {name!r}: choose auto, {', '.join(DETECTORS)}")
+    known = {k for e in DETECTORS.values() for k in e.settings}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise VidinvError(f"unknown face detector setting(s) {unknown}; known: {sorted(known)}")
     if name == "auto":
-        avail = available_backends()
+        why = {n: e.missing() for n, e in DETECTORS.items()}
+        avail = [n for n, reason in why.items() if reason is None]
         if not avail:
-            raise MissingWeightsError("no face detector available: install dlib-bin and face_recognition_models, "
-                                      "or put face-alignment / insightface weights in their caches")
+            raise MissingWeightsError("no face detector available (" + "; ".join(f"{n}: {r}" for n, r in why.items())
+                                      + "): install dlib-bin and face-recognition-models, or put face-alignment / "
+                                      "insightface weights in their caches")
         name = avail[0]
         log.info("face detector: %s (auto; available: %s)", name, ", ".join(avail))
-    cls = {"dlib": DlibDetector, "fan": FANDetector, "insightface": InsightFaceDetector}[name]
-    if cls is DlibDetector:
-        return DlibDetector(**kwargs)
-    return cls(device=device, **kwargs)
+    entry = DETECTORS[name]
+    kwargs = {k: v for k, v in settings.items() if k in entry.settings}
+    return entry.build(device=device, **kwargs)

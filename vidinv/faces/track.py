@@ -211,8 +211,50 @@ def histogram_distances(hists: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(np.diff(h, axis=0)).sum(-1)
 
 
-def cuts_from_histograms(hists: np.ndarray, threshold: float = 0.5) -> list[int]:
-    """Shot cuts: the frames ``t`` whose histogram differs from frame ``t-1``'s by more than ``threshold``.
+CUT_FLOOR = 0.08  # a cut changes at least this much of the colour histogram (total variation)
+CUT_RATIO = 4.0  # ... and at least this many times the typical frame-to-frame change around it
+CUT_SIGMAS = 8.0  # ... and stands this many robust standard deviations above it
+CUT_WINDOW = 15  # frames each side that define "around it"
+
+
+def local_baseline(d: np.ndarray, window: int = CUT_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """Robust local level and spread of a 1-D series: the median and 1.4826 x MAD of the ``window`` values
+    each side of every entry (the entry itself left out, so a single jump does not raise its own baseline).
+
+    Shape:
+        - d: ``[N]``; outputs: ``[N]``, ``[N]``
+    """
+    d = np.asarray(d, np.float64)
+    med, sig = np.zeros_like(d), np.zeros_like(d)
+    for i in range(len(d)):
+        nb = np.concatenate([d[max(0, i - window) : i], d[i + 1 : i + 1 + window]])
+        if len(nb) == 0:
+            continue
+        med[i] = np.median(nb)
+        sig[i] = 1.4826 * np.median(np.abs(nb - med[i]))
+    return med, sig
+
+
+def cut_scores(hists: np.ndarray, window: int = CUT_WINDOW) -> np.ndarray:
+    """How far each frame-to-frame histogram distance stands above its neighbourhood, as a multiple of the
+    adaptive threshold (>= 1 means a cut; see :func:`cuts_from_histograms`). Shape: ``[T, D] -> [T-1]``."""
+    d = histogram_distances(hists)
+    med, sig = local_baseline(d, window)
+    need = np.maximum.reduce([np.full_like(d, CUT_FLOOR), CUT_RATIO * med, med + CUT_SIGMAS * sig])
+    return d / need
+
+
+def cuts_from_histograms(hists: np.ndarray, threshold: float | str | None = "auto",
+                         window: int = CUT_WINDOW) -> list[int]:
+    """Shot cuts: frames ``t`` whose histogram differs from frame ``t-1``'s much more than is usual nearby.
+
+    With ``threshold='auto'`` (or None) the rule adapts to the clip: the distance ``d`` between ``t-1`` and
+    ``t`` must exceed :data:`CUT_FLOOR`, :data:`CUT_RATIO` times the local median of the distances and that
+    median plus :data:`CUT_SIGMAS` robust standard deviations (median/MAD of the ``window`` distances each
+    side), and be the largest of its two neighbours. Hard cuts score some 10-30x the median distance within a
+    shot (0.17-0.37 against 0.011 on the clip of issue 14, which the fixed 0.5 missed); on the shared
+    talking-head clips no frame comes above 0.75 of the adaptive threshold (see :func:`cut_scores`). A number
+    keeps the fixed rule: ``d > threshold``.
 
     Shape:
         - hists: ``[T, D]`` (from :func:`frame_histogram`)
@@ -223,11 +265,21 @@ def cuts_from_histograms(hists: np.ndarray, threshold: float = 0.5) -> list[int]
         raise VidinvError(f"cuts_from_histograms: expected histograms [T, D], got shape {hists.shape}")
     if len(hists) < 2:
         return []
+    if threshold is not None and not (isinstance(threshold, str) and threshold == "auto"):
+        if isinstance(threshold, str):
+            raise VidinvError(f"cuts_from_histograms: threshold is 'auto' or a number, not {threshold!r}")
+        return [int(t) + 1 for t in np.flatnonzero(histogram_distances(hists) > float(threshold))]
+    if int(window) < 1:
+        raise VidinvError(f"cuts_from_histograms: window must be >= 1, got {window}")
     d = histogram_distances(hists)
-    return [int(t) + 1 for t in np.flatnonzero(d > threshold)]
+    score = cut_scores(hists, int(window))
+    peak = np.ones(len(d), bool)
+    peak[1:] &= d[1:] >= d[:-1]
+    peak[:-1] &= d[:-1] >= d[1:]
+    return [int(t) + 1 for t in np.flatnonzero((score > 1.0) & peak)]
 
 
-def detect_cuts(frames_or_hists: np.ndarray, threshold: float = 0.5) -> list[int]:
+def detect_cuts(frames_or_hists: np.ndarray, threshold: float | str | None = "auto") -> list[int]:
     """Shot cuts of uint8 frames ``[T,H,W,3]`` or of precomputed histograms ``[T,D]`` (see
     :func:`cuts_from_histograms`)."""
     x = np.asarray(frames_or_hists)

@@ -11,8 +11,6 @@ Heavy packages (insightface, dlib) are imported inside the backends.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Any, Protocol, Union, runtime_checkable
 
@@ -153,16 +151,15 @@ class ArcFaceBackend:
 
 def insightface_model_path(root: Union[str, Path, None] = None, pack: str = "buffalo_l") -> Path:
     """The recognition ONNX of an insightface model pack, or a :class:`VidinvError` saying where to put it."""
-    root = Path(root or os.environ.get("INSIGHTFACE_HOME", Path.home() / ".insightface")).expanduser()
-    folder = root / "models" / pack
-    if folder.is_dir():
-        preferred = sorted(folder.glob("w600k*.onnx"))
-        others = [p for p in sorted(folder.glob("*.onnx"))
-                  if not p.name.startswith(("det_", "2d106", "1k3d68", "genderage"))]
-        if preferred or others:
-            return (preferred or others)[0]
+    from vidinv.faces.weights import insightface_pack_dir, insightface_pack_files
+
+    files = insightface_pack_files(pack, root)
+    preferred = [p for p in files if p.name.startswith("w600k")]
+    others = [p for p in files if not p.name.startswith(("det_", "2d106", "1k3d68", "genderage"))]
+    if preferred or others:
+        return (preferred or others)[0]
     raise VidinvError(f"insightface recognition model not found: put the {pack} pack (w600k_r50.onnx) "
-                      f"in {folder}")
+                      f"in {insightface_pack_dir(pack, root)}")
 
 
 class InsightFaceBackend:
@@ -202,20 +199,15 @@ class InsightFaceBackend:
 
 
 def dlib_model_path(filename: str) -> Path:
-    """Path of a ``.dat`` shipped in face_recognition_models (found by path, not imported).
-
-    ``$VIDINV_DLIB_MODELS`` overrides the folder.
+    """Path of a ``.dat`` shipped in face_recognition_models (see :func:`vidinv.faces.weights.dlib_model_path`;
+    ``$VIDINV_DLIB_MODELS`` overrides the folder).
 
     Raises:
         VidinvError: the file is in none of the places looked at.
     """
-    dirs = [Path(os.environ["VIDINV_DLIB_MODELS"])] if os.environ.get("VIDINV_DLIB_MODELS") else []
-    dirs += [Path(p) / "face_recognition_models" / "models" for p in sys.path if p]
-    for d in dirs:
-        if (d / filename).is_file():
-            return d / filename
-    raise VidinvError(f"dlib model {filename} not found: pip install face-recognition-models "
-                      f"or set VIDINV_DLIB_MODELS to the folder holding it")
+    from vidinv.faces.weights import dlib_model_path as find
+
+    return find(filename)
 
 
 class DlibBackend:
