@@ -30,9 +30,11 @@ units of the component's std; sefa:N in units of 3. `vidinv directions list` sho
 
 def add_common_pipeline_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``edit``, ``faces`` and ``eval``: config, models, execution."""
+    from vidinv.inverters.registry import available_inverters
+
     g = p.add_argument_group("models")
     g.add_argument("--config", help="a YAML file overriding configs/default.yaml")
-    g.add_argument("--inverter", choices=["fs", "e4e", "psp", "hfgi", "hyperinverter", "padinv"],
+    g.add_argument("--inverter", choices=available_inverters(),
                    help="inversion method (default fs: Feature-Style latent + feature code)")
     g.add_argument("--generator", help="generator checkpoint (rosinality or pSp layout); default: the zoo's, or 'tiny'")
     g.add_argument("--encoder", help="encoder checkpoint (fs: 143_enc.pth layout; other inverters: their official file); default: the zoo's, or 'tiny'")
