@@ -46,14 +46,14 @@ def test_edit_cli_bad_input_one_line(clip, capsys, args, needle, code):
 def test_edit_cli_corrupt_file(tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00not a video" * 100)
-    rc = main(["edit", str(bad), *TINY])
+    rc = main(["edit", str(bad), "--invert-only", *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "Traceback" not in err[0]
 
 
 def test_edit_cli_missing_weights_offline(clip, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VIDINV_HOME", str(tmp_path / "home"))
-    rc = main(["edit", str(clip), "--offline", "--executor", "local"])
+    rc = main(["edit", str(clip), "--invert-only", "--offline", "--executor", "local"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 3 and len(err) == 1
     assert "vidinv weights fetch" in err[0] and "import" in err[0]

@@ -1,4 +1,4 @@
-"""``vidinv eval ravdess ROOT``: Identity Consistency (and Table 3 metrics) over RAVDESS-style clips."""
+"""vidinv eval ravdess ROOT: Identity Consistency (and Table 3 metrics) over RAVDESS-style clips."""
 
 from __future__ import annotations
 
