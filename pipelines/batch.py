@@ -1,4 +1,4 @@
-"""Many clips: each clip is one task (a Ray task, or in this process) that runs the whole pipeline on its worker.
+"""Many clips: each clip is one task (on Ray, or in this process) that runs the whole pipeline on its worker.
 
 Clips are the natural unit of parallelism across a cluster (no clip-wide gather crosses
 nodes); a clip that fails is reported in the summary and does not stop the others, and
@@ -34,8 +34,8 @@ def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | N
 
 
 def map_clips(fn: Callable, args_list: list[tuple], cfg: PipelineConfig, quiet: bool = False, gpu: bool = True) -> list[Any]:
-    """``fn(*args)`` for each clip through the configured executor (Ray tasks, at most ``num_workers`` at once, or
-    this process), with a progress bar; a clip whose task fails becomes a ``failed`` row."""
+    """``fn(*args)`` for each clip through the configured executor (Ray tasks, at most ``num_workers`` at
+    once, or this process), with a progress bar; a clip whose task fails becomes a ``failed`` row."""
     from tqdm.auto import tqdm
 
     from pipelines.executors import make_executor
@@ -45,7 +45,8 @@ def map_clips(fn: Callable, args_list: list[tuple], cfg: PipelineConfig, quiet: 
     with tqdm(total=len(args_list), desc="clips", unit="clip", disable=quiet) as bar:
         for i, res in executor.map_tasks(fn, args_list, gpu=gpu):
             if isinstance(res, BaseException):
-                res = {"input": str(args_list[i][1]), "status": "failed", "error": f"{type(res).__name__}: {res}"}
+                error = f"{type(res).__name__}: {res}"
+                res = {"input": str(args_list[i][1]), "status": "failed", "error": error}
             results[i] = res
             bar.update(1)
     return results

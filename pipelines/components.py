@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def __getattr__(name: str):
-    """``ZOO_ENCODER`` / ``ZOO_GENERATOR``: the default (fs) method's zoo names, read from its registry entry."""
+    """``ZOO_ENCODER`` / ``ZOO_GENERATOR``: the default (fs) method's zoo names, from its registry entry."""
     if name in ("ZOO_ENCODER", "ZOO_GENERATOR"):
         from vidinv.inverters.registry import get_inverter_entry
 
@@ -61,8 +61,8 @@ def resolve_model_spec(models_cfg, offline: bool | None = None) -> dict:
     entry = get_inverter_entry(getattr(models_cfg, "inverter", "fs") or "fs")
     spec = asdict(models_cfg)
     spec["inverter"] = entry.name
-    for key, kind in (("batch_size", int), ("feature_layer", int), ("feature_scale", float), ("noise_seed", int),
-                      ("allow_pickle", bool)):
+    for key, kind in (("batch_size", int), ("feature_layer", int), ("feature_scale", float),
+                      ("noise_seed", int), ("allow_pickle", bool)):
         spec[key] = kind(spec[key])
     if not entry.needs_generator:
         spec["generator"] = "tiny" if spec["encoder"] == "tiny" else None

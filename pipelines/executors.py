@@ -48,7 +48,8 @@ class LocalExecutor:
         for item in items:
             yield stage(item)
 
-    def map_tasks(self, fn: Callable, args_list: Sequence[tuple], gpu: bool = False) -> Iterator[tuple[int, Any]]:
+    def map_tasks(self, fn: Callable, args_list: Sequence[tuple],
+                  gpu: bool = False) -> Iterator[tuple[int, Any]]:
         """``(i, fn(*args_list[i]))`` for each task, in order; a task that raises yields its exception."""
         for i, args in enumerate(args_list):
             try:
@@ -68,13 +69,14 @@ def _ray():
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> None:
-    """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or ``$RAY_ADDRESS``; with neither, start
-    a private local instance (``address='local'``: never one recorded on this machine by another run or user)."""
+    """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or ``$RAY_ADDRESS``; with neither,
+    start a private local instance (``address='local'``: never one recorded on the machine by another run)."""
     ray = _ray()
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = dict(ignore_reinit_error=True, log_to_driver=not quiet, address=address or "local")
+    kwargs: dict[str, Any] = dict(address=address or "local", ignore_reinit_error=True,
+                                  log_to_driver=not quiet)
     if not address:
         kwargs["include_dashboard"] = False
         if num_cpus:
@@ -196,13 +198,14 @@ class RayExecutor:
                 pool.submit(submit, nxt)
             yield result
 
-    def map_tasks(self, fn: Callable, args_list: Sequence[tuple], gpu: bool = False) -> Iterator[tuple[int, Any]]:
+    def map_tasks(self, fn: Callable, args_list: Sequence[tuple],
+                  gpu: bool = False) -> Iterator[tuple[int, Any]]:
         """``(i, fn(*args_list[i]))`` as tasks finish (any order): independent Ray tasks, at most
         ``num_workers`` running at once, each retried by Ray if its worker dies; a task that fails yields
         its (original) exception."""
         ray = _ray()
-        remote = ray.remote(fn).options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker if gpu else 0,
-                                        max_retries=2)
+        remote = ray.remote(fn).options(num_cpus=self.cpus_per_worker,
+                                        num_gpus=self.gpus_per_worker if gpu else 0, max_retries=2)
         todo = iter(enumerate(args_list))
         pending: dict[Any, int] = {}
         for i, args in itertools.islice(todo, self._num_workers):

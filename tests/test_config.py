@@ -30,7 +30,7 @@ def test_smoke_defaults_come_from_the_dataclasses():
 
 
 def test_feature_no_default_is_written_twice():
-    """configs/default.yaml is a commented example (it sets nothing); a training profile sets only what differs."""
+    """configs/default.yaml is a commented example (sets nothing); training profiles set only what differs."""
     from vidinv.training import TrainConfig
 
     assert not yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
@@ -43,11 +43,12 @@ def test_feature_no_default_is_written_twice():
 
 def test_feature_file_then_overrides(tmp_path):
     f = tmp_path / "c.yaml"
-    f.write_text("output: {crf: 23}\nstabilize: {codes: {method: gaussian, sigma: 1.0}}\nmodels: {batch_size: 8}\n")
+    f.write_text("output: {crf: 23}\nstabilize: {codes: {method: gaussian, sigma: 1.0}}\n"
+                 "models: {batch_size: 8}\n")
     cfg = load_config(f, {"models": {"batch_size": 2, "device": None}, "execution.chunk_size": 5})
     assert (cfg.output.crf, cfg.models.batch_size, cfg.execution.chunk_size) == (23, 2, 5)
     assert cfg.models.device == PipelineConfig().models.device  # None: not given
-    assert cfg.stabilize.codes == {"method": "gaussian", "sigma": 1.0}  # a filter section replaces the default
+    assert cfg.stabilize.codes == {"method": "gaussian", "sigma": 1.0}  # a filter section replaces the whole
     assert cfg.output.preset == PipelineConfig().output.preset
 
 
@@ -80,8 +81,8 @@ def test_feature_flags_table_sets_config_and_help_shows_its_defaults(capsys):
     from vidinv.commands.edit import EDIT_FLAGS, PIPELINE_FLAGS, config_from_args
 
     p = build_parser()
-    args = p.parse_args(["edit", "x.mp4", "--crf", "20", "--condition", "age", "--flow-refine", "--batch-size", "3",
-                         "--keep-cache"])
+    args = p.parse_args(["edit", "x.mp4", "--crf", "20", "--condition", "age", "--flow-refine",
+                         "--batch-size", "3", "--keep-cache"])
     cfg = config_from_args(args)
     assert (cfg.output.crf, cfg.edit.condition, cfg.stabilize.flow_refine) == (20, ["age"], True)
     assert (cfg.models.batch_size, cfg.execution.keep_cache) == (3, True)

@@ -235,6 +235,6 @@ def test_ray_map_tasks_honours_num_workers(by_value):
     ex = RayExecutor(num_workers=1, cpus_per_worker=0.5)
     out = dict(ex.map_tasks(_slow_task, [(1,), (2,), (-3,)]))
     assert out[0][0] == 2 and out[1][0] == 4
-    assert isinstance(out[2], ValueError) and "negative -3" == str(out[2])  # the original error, not Ray's wrapper
+    assert isinstance(out[2], ValueError) and str(out[2]) == "negative -3"  # the original, not Ray's wrapper
     spans = sorted((t0, t1) for _, t0, t1 in (out[0], out[1]))
     assert spans[0][1] <= spans[1][0]  # one worker: the tasks never overlapped

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from vidinv.errors import VidinvError
-from vidinv.inverters import (INVERTER_ENTRIES, INVERTERS, InverterEntry, available_inverters, get_inverter_entry,
-                              load_inverter, register_inverter)
+from vidinv.inverters import (INVERTER_ENTRIES, INVERTERS, InverterEntry, available_inverters,
+                              get_inverter_entry, load_inverter, register_inverter)
 
 
 class _Fake:
@@ -70,7 +70,8 @@ def test_feature_fake_method_through_build_inverter(fake, tmp_path):
     enc, gen = tmp_path / "enc.pt", tmp_path / "gen.pt"
     enc.write_bytes(b"e")
     gen.write_bytes(b"g")
-    spec = resolve_model_spec(ModelConfig(inverter="fake", encoder=str(enc), generator=str(gen), feature_layer=6))
+    spec = resolve_model_spec(ModelConfig(inverter="fake", encoder=str(enc), generator=str(gen),
+                                          feature_layer=6))
     inv = build_inverter(spec)
     assert (inv.how, inv.kw) == ("loaded", {"checkpoint": str(enc), "generator": str(gen), "k": 6})
     # no zoo artifact declared: a clear one-line error names the flag to give

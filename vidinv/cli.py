@@ -68,7 +68,7 @@ def unwrap_error(exc: BaseException) -> BaseException:
     """The original exception behind remote wrappers (Ray's ``RayTaskError`` keeps it as ``cause``), so an
     error raised in a worker reaches the user as the same one line it would be in-process."""
     seen = set()
-    while getattr(exc, "cause", None) is not None and isinstance(exc.cause, BaseException) and id(exc) not in seen:
+    while isinstance(getattr(exc, "cause", None), BaseException) and id(exc) not in seen:
         seen.add(id(exc))
         exc = exc.cause
     return exc

@@ -123,7 +123,8 @@ def apply_overrides(obj: Any, data: Mapping[str, Any], where: str = "") -> Any:
         VidinvError: an unknown key, or a section that is not a mapping.
     """
     if not isinstance(data, Mapping):
-        raise VidinvError(f"config section {where or 'top level'} must be a mapping, got {type(data).__name__}")
+        what = where.rstrip(".") or "top level"
+        raise VidinvError(f"config section {what} must be a mapping, got {type(data).__name__}")
     known = [f.name for f in fields(obj)]
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -168,7 +169,7 @@ def load_dataclass(cls: type, path: str | Path | None = None, overrides: Mapping
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """The pipeline config: the dataclass defaults, then ``path``, then ``overrides`` (None values ignored)."""
+    """The pipeline config: the dataclass defaults, then ``path``, then ``overrides`` (None: not given)."""
     return load_dataclass(PipelineConfig, path, _drop_none(overrides or {}))
 
 
@@ -232,5 +233,5 @@ def add_config_flags(parser: Any, rows: Sequence[ConfigFlag], cls: type | None =
 
 
 def overrides_from_args(args: Any, rows: Sequence[ConfigFlag]) -> dict:
-    """Dotted overrides ``{'output.crf': 20}`` from the flags that were given (rows the parser lacks skipped)."""
+    """Dotted overrides ``{'output.crf': 20}`` from the flags given (rows the parser lacks are skipped)."""
     return {row.path: getattr(args, row.dest) for row in rows if getattr(args, row.dest, None) is not None}

@@ -40,20 +40,25 @@ def _inverter_choices() -> list[str]:
 # field plus one row here; its default shows in --help from the dataclass.
 PIPELINE_FLAGS = (
     ConfigFlag("models", "--inverter", "models.inverter", dict(
-        choices=_inverter_choices, help="inversion method (default {default}: Feature-Style latent + feature code)")),
+        choices=_inverter_choices,
+        help="inversion method (default {default}: Feature-Style latent + feature code)")),
     ConfigFlag("models", "--generator", "models.generator", dict(
         help="generator checkpoint (rosinality or pSp layout), 'zoo' (default: the zoo's) or 'tiny'")),
     ConfigFlag("models", "--encoder", "models.encoder", dict(
         help="encoder checkpoint (fs: 143_enc.pth layout; other inverters: their official file), "
              "'zoo' (default: the zoo's) or 'tiny'")),
-    ConfigFlag("models", "--device", "models.device", dict(help="auto | cpu | cuda | cuda:N (default {default})")),
+    ConfigFlag("models", "--device", "models.device", dict(
+        help="auto | cpu | cuda | cuda:N (default {default})")),
     ConfigFlag("models", "--precision", "models.precision", dict(
         choices=["fp32", "fp16", "bf16"], help="reduced precision is a GPU option (default {default})")),
-    ConfigFlag("models", "--batch-size", "models.batch_size", dict(type=int, help="faces per model call (default {default})")),
+    ConfigFlag("models", "--batch-size", "models.batch_size", dict(
+        type=int, help="faces per model call (default {default})")),
     ConfigFlag("models", "--allow-pickle", "models.allow_pickle", dict(
         action="store_true", help="allow checkpoints that need unpickling code (unsafe)")),
-    ConfigFlag("faces", "--detector", "faces.detector", dict(help="auto | dlib | fan | insightface (default {default})")),
-    ConfigFlag("faces", "--face", "faces.face", dict(help="largest | all | a track id from 'vidinv faces' (default {default})")),
+    ConfigFlag("faces", "--detector", "faces.detector", dict(
+        help="auto | dlib | fan | insightface (default {default})")),
+    ConfigFlag("faces", "--face", "faces.face", dict(
+        help="largest | all | a track id from 'vidinv faces' (default {default})")),
     ConfigFlag("execution", "--executor", "execution.executor", dict(
         choices=["ray", "local"], help="ray or local (in-process) (default {default})")),
     ConfigFlag("execution", "--address", "execution.address", dict(
@@ -62,7 +67,8 @@ PIPELINE_FLAGS = (
         type=int, help="model workers (default: GPUs, else CPUs, as Ray reports)")),
     ConfigFlag("execution", "--gpus-per-worker", "execution.gpus_per_worker", dict(
         type=float, help="GPUs per worker (default: 1 when GPUs exist, else 0)")),
-    ConfigFlag("execution", "--chunk-size", "execution.chunk_size", dict(type=int, help="frames per task (default {default})")),
+    ConfigFlag("execution", "--chunk-size", "execution.chunk_size", dict(
+        type=int, help="frames per task (default {default})")),
     ConfigFlag("execution", "--cache-dir", "execution.cache_dir", dict(
         help="per-chunk cache for resuming (default: beside the output)")),
     ConfigFlag("execution", "--keep-cache", "execution.keep_cache", dict(
@@ -70,13 +76,15 @@ PIPELINE_FLAGS = (
 )
 
 EDIT_FLAGS = (
-    ConfigFlag("edit", "--schedule", "edit.schedule", dict(help="constant | ramp:0.5s | keys:0=0,50=2,100=0 (default {default})")),
+    ConfigFlag("edit", "--schedule", "edit.schedule", dict(
+        help="constant | ramp:0.5s | keys:0=0,50=2,100=0 (default {default})")),
     ConfigFlag("edit", "--condition", "edit.condition", dict(
         action="append", metavar="ATTR",
         help="keep this attribute unchanged: every edit is projected off its direction (repeatable)")),
     ConfigFlag("edit", "--blend", "blend.method", dict(
         choices=["alpha", "laplacian", "poisson"], help="paste-back blending (default {default})")),
-    ConfigFlag("edit", "--crf", "output.crf", dict(type=int, help="H.264 quality, lower is better (default {default})")),
+    ConfigFlag("edit", "--crf", "output.crf", dict(
+        type=int, help="H.264 quality, lower is better (default {default})")),
     ConfigFlag("edit", "--flow-refine", "stabilize.flow_refine", dict(
         action="store_true", help="refine landmarks by Lucas-Kanade optical flow (official pipeline)")),
 )
@@ -109,7 +117,8 @@ def add_parser(sub) -> None:
                         "or a direction file; repeatable; required unless --invert-only")
     p.add_argument("--strength", type=float, default=1.0,
                    help="strength for --attr given without =STRENGTH (fractional and negative allowed)")
-    p.add_argument("--invert-only", action="store_true", help="no edit: render the inversion (a reconstruction check)")
+    p.add_argument("--invert-only", action="store_true",
+                   help="no edit: render the inversion (a reconstruction check)")
     p.add_argument("--out", "-o", help="output file (one clip) or folder (many clips); default: <input>_<attr>.mp4")
     p.add_argument("--allow-no-face", action="store_true",
                    help="copy a clip with no face through unchanged instead of failing")
@@ -140,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = expand_inputs(args.input)
     if bool(args.attr) == bool(args.invert_only):
-        raise VidinvError("give --attr NAME (see 'vidinv directions list') to edit, or --invert-only to render "
-                          "the inversion" if not args.attr else "--attr and --invert-only exclude each other")
+        raise VidinvError("give --attr NAME (see 'vidinv directions list') to edit, or --invert-only to "
+                          "render the inversion" if not args.attr else "--attr and --invert-only exclude each other")
     edits = parse_attr_args(args.attr, args.strength)
     cfg = config_from_args(args)
     offline = True if args.offline else None

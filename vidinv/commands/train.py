@@ -30,12 +30,14 @@ log.csv, val.csv, samples/*.png and checkpoints/enc_<step>.pth at each epoch end
 # Flags that set TrainConfig fields: one row each (any other key: --set KEY=VALUE). Their help names no
 # default: building the parser must not import the trainer (torch); the config file and TrainConfig hold them.
 TRAIN_FLAGS = (
-    ConfigFlag("config", "--generator", "generator", dict(help="generator checkpoint, zoo name, 'zoo' or 'tiny'")),
+    ConfigFlag("config", "--generator", "generator", dict(
+        help="generator checkpoint, zoo name, 'zoo' or 'tiny'")),
     ConfigFlag("config", "--ablate", "ablate", dict(
         action="append", metavar="NAME", help="ablation (repeatable): no_mse, no_identity, no_parsing, "
                                               "single_scale_lpips, no_feature, real_only")),
     ConfigFlag("config", "--epochs", "epochs", dict(type=int, help="override epochs")),
-    ConfigFlag("config", "--iters-per-epoch", "iters_per_epoch", dict(type=int, help="override iters_per_epoch")),
+    ConfigFlag("config", "--iters-per-epoch", "iters_per_epoch", dict(
+        type=int, help="override iters_per_epoch")),
     ConfigFlag("config", "--device", "device", dict(help="auto | cpu | cuda | cuda:N (local executor)")),
     ConfigFlag("config", "--seed", "seed", dict(type=int, help="override the run's seed")),
 )

@@ -48,7 +48,7 @@ class InverterEntry:
     options: Mapping[str, str] = field(default_factory=dict)
 
     def loader_kwargs(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """The loader's keyword arguments from a model spec (keys the spec lacks keep the loader's default)."""
+        """The loader's keyword arguments from a model spec (a key the spec lacks: the loader's default)."""
         return {kw: spec[key] for kw, key in self.options.items() if key in spec}
 
     def build_tiny(self, spec: Mapping[str, Any], seed: int = 0) -> Any:
@@ -76,7 +76,8 @@ def register_inverter(entry: InverterEntry) -> InverterEntry:
 def _method_modules() -> list[str]:
     """Method module names in this package, found without importing them."""
     here = str(Path(__file__).parent)
-    return [m.name for m in pkgutil.iter_modules([here]) if not m.name.startswith("_") and m.name not in _NOT_METHODS]
+    names = (m.name for m in pkgutil.iter_modules([here]))
+    return [n for n in names if not n.startswith("_") and n not in _NOT_METHODS]
 
 
 def available_inverters() -> list[str]:
