@@ -92,3 +92,15 @@ def test_every_inverter_runs_through_edit(method, tmp_path):
     frames = [pickle.loads(f.read_bytes())["frames"] for f in sorted((tmp_path / "c").glob("*/render_*.pkl"))]
     assert len(frames) == 2  # two runs (edit, inversion), one chunk each
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() > 0  # the edit changed the face
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--strength", "2"], "--invert-only"),  # a strength without --attr used to render the plain inversion
+    (["--attr", "smile", "--invert-only"], "exclude"),
+])
+def test_edit_cli_needs_attr_or_invert_only(clip, tmp_path, capsys, extra, needle):
+    out = tmp_path / "o.mp4"
+    rc = main(["edit", str(clip), "--out", str(out), *extra, *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("vidinv: error:") and needle in err[0]
+    assert not out.exists()
