@@ -1,4 +1,4 @@
-"""Many clips: each clip is one Ray task that runs the whole pipeline in-process on its worker.
+"""Many clips: each clip is one task (on Ray, or in this process) that runs the whole pipeline on its worker.
 
 Clips are the natural unit of parallelism across a cluster (no clip-wide gather crosses
 nodes); a clip that fails is reported in the summary and does not stop the others, and
@@ -34,37 +34,21 @@ def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | N
 
 
 def map_clips(fn: Callable, args_list: list[tuple], cfg: PipelineConfig, quiet: bool = False, gpu: bool = True) -> list[Any]:
-    """Run ``fn(*args)`` for each clip, on Ray tasks (``executor: ray``) or in this process, with a progress bar."""
+    """``fn(*args)`` for each clip through the configured executor (Ray tasks, at most ``num_workers`` at
+    once, or this process), with a progress bar; a clip whose task fails becomes a ``failed`` row."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(args_list), desc="clips", unit="clip", disable=quiet)
+    from pipelines.executors import make_executor
+
+    executor = make_executor(cfg.execution)
     results: list[Any] = [None] * len(args_list)
-    if cfg.execution.executor == "ray":
-        import ray
-
-        from pipelines.executors import init_ray
-
-        init_ray(cfg.execution.address)
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        gpw = cfg.execution.gpus_per_worker
-        if gpw is None:
-            gpw = 1.0 if (gpu and gpus >= 1) else 0.0
-        remote = ray.remote(fn).options(num_cpus=cfg.execution.cpus_per_worker, num_gpus=gpw, max_retries=2)
-        pending = {remote.remote(*a): i for i, a in enumerate(args_list)}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                i = pending.pop(ref)
-                try:
-                    results[i] = ray.get(ref)
-                except Exception as exc:
-                    results[i] = {"input": str(args_list[i][1]), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                bar.update(1)
-    else:
-        for i, a in enumerate(args_list):
-            results[i] = fn(*a)
+    with tqdm(total=len(args_list), desc="clips", unit="clip", disable=quiet) as bar:
+        for i, res in executor.map_tasks(fn, args_list, gpu=gpu):
+            if isinstance(res, BaseException):
+                error = f"{type(res).__name__}: {res}"
+                res = {"input": str(args_list[i][1]), "status": "failed", "error": error}
+            results[i] = res
             bar.update(1)
-    bar.close()
     return results
 
 

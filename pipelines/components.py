@@ -18,11 +18,16 @@ import torch
 
 log = logging.getLogger(__name__)
 
-ZOO_GENERATOR = "psp_ffhq_encode"
-ZOO_ENCODER = "fs_encoder_143"
-# the zoo artifact holding each method's official checkpoint (None: the user gives --encoder PATH)
-ZOO_CHECKPOINTS = {"fs": ZOO_ENCODER, "e4e": "e4e_ffhq_encode", "psp": "psp_ffhq_encode",
-                   "hfgi": None, "hyperinverter": None, "padinv": None}
+
+
+def __getattr__(name: str):
+    """``ZOO_ENCODER`` / ``ZOO_GENERATOR``: the default (fs) method's zoo names, from its registry entry."""
+    if name in ("ZOO_ENCODER", "ZOO_GENERATOR"):
+        from vidinv.inverters.registry import get_inverter_entry
+
+        fs = get_inverter_entry("fs")
+        return fs.zoo_checkpoint if name == "ZOO_ENCODER" else fs.zoo_generator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 ZOO_PARSER = "bisenet_79999"
@@ -45,47 +50,46 @@ def resolve_parser(mask_mode: str, offline: bool | None = None) -> str | None:
 
 
 def resolve_model_spec(models_cfg, offline: bool | None = None) -> dict:
-    """Turn a ``ModelConfig`` into a spec with concrete paths (fetching or failing with the zoo's message)."""
+    """Turn a ``ModelConfig`` into a spec with concrete paths (fetching or failing with the zoo's message).
+
+    What each method needs (a separate generator, its zoo artifacts) comes from its registry entry.
+    """
+    from dataclasses import asdict
+
+    from vidinv.inverters.registry import get_inverter_entry
+
+    entry = get_inverter_entry(getattr(models_cfg, "inverter", "fs") or "fs")
+    spec = asdict(models_cfg)
+    spec["inverter"] = entry.name
+    for key, kind in (("batch_size", int), ("feature_layer", int), ("feature_scale", float),
+                      ("noise_seed", int), ("allow_pickle", bool)):
+        spec[key] = kind(spec[key])
+    if not entry.needs_generator:
+        spec["generator"] = "tiny" if spec["encoder"] == "tiny" else None
+    for key, zoo_name in (("generator", entry.zoo_generator), ("encoder", entry.zoo_checkpoint)):
+        if spec[key] == "tiny" or (key == "generator" and not entry.needs_generator):
+            continue
+        spec[key] = _checkpoint_path(entry.name, key, spec[key], zoo_name, offline)
+    return spec
+
+
+def _checkpoint_path(method: str, key: str, value: str | None, zoo_name: str | None,
+                     offline: bool | None) -> str:
+    """A user's checkpoint path (checked), or the zoo's file for ``zoo``/empty values."""
     from pathlib import Path
 
     from vidinv.errors import InputError, VidinvError
 
-    method = getattr(models_cfg, "inverter", "fs") or "fs"
-    if method not in ZOO_CHECKPOINTS:
-        raise VidinvError(f"unknown inverter {method!r}; choose one of {', '.join(ZOO_CHECKPOINTS)}")
-    spec = dict(
-        inverter=method,
-        generator=models_cfg.generator,
-        encoder=models_cfg.encoder,
-        device=models_cfg.device,
-        precision=models_cfg.precision,
-        batch_size=int(models_cfg.batch_size),
-        feature_layer=int(models_cfg.feature_layer),
-        feature_scale=float(models_cfg.feature_scale),
-        noise_seed=int(models_cfg.noise_seed),
-        allow_pickle=bool(models_cfg.allow_pickle),
-    )
-    needs_generator = method in ("fs", "hyperinverter")
-    if not needs_generator:
-        spec["generator"] = "tiny" if spec["encoder"] == "tiny" else None
-    for key in ("generator", "encoder"):
-        value = spec[key]
-        if value == "tiny" or (key == "generator" and not needs_generator):
-            continue
-        if value in (None, "", "zoo"):
-            zoo_name = ZOO_GENERATOR if key == "generator" else ZOO_CHECKPOINTS[method]
-            if zoo_name is None:
-                what = "the converted StyleGAN2-ADA generator" if key == "generator" else "its official checkpoint"
-                raise VidinvError(f"--inverter {method} needs --{key} PATH ({what}); the zoo does not host it")
-            from vidinv.zoo import Zoo
+    if value in (None, "", "zoo"):
+        if zoo_name is None:
+            raise VidinvError(f"--inverter {method} needs --{key} PATH; the zoo does not host it")
+        from vidinv.zoo import Zoo
 
-            spec[key] = str(Zoo().require(zoo_name, offline=offline))
-        else:
-            p = Path(value).expanduser()
-            if not p.is_file():
-                raise InputError(f"--{key} {value}: no such file")
-            spec[key] = str(p.resolve())
-    return spec
+        return str(Zoo().require(zoo_name, offline=offline))
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise InputError(f"--{key} {value}: no such file")
+    return str(p.resolve())
 
 
 @dataclass
@@ -103,38 +107,14 @@ class Models:
 
 _CACHE: dict[str, Models] = {}
 
-_TINY = {
-    "fs": ("vidinv.inverters.fs", "tiny_fs_inverter"),
-    "e4e": ("vidinv.inverters.e4e", "tiny_e4e_inverter"),
-    "hfgi": ("vidinv.inverters.hfgi", "tiny_hfgi_inverter"),
-    "hyperinverter": ("vidinv.inverters.hyperinverter", "tiny_hyperinverter_inverter"),
-    "padinv": ("vidinv.inverters.padinv", "tiny_padinv_inverter"),
-}
-
-
 def build_inverter(spec: dict):
     """The spec's inverter (loaded from its official checkpoints, or tiny random models), on CPU float32."""
-    import importlib
+    from vidinv.inverters.registry import get_inverter_entry
 
-    from vidinv.errors import VidinvError
-    from vidinv.inverters.base import load_inverter
-
-    method = spec.get("inverter", "fs")
+    entry = get_inverter_entry(spec.get("inverter", "fs"))
     if spec["encoder"] == "tiny":
-        if method not in _TINY:
-            raise VidinvError(f"no tiny model for --inverter {method}")
-        mod, fn = _TINY[method]
-        inv = getattr(importlib.import_module(mod), fn)(0)
-        if method == "fs":
-            inv.k, inv.feature_scale = int(spec.get("feature_layer", 5)), float(spec.get("feature_scale", 1.0))
-        return inv
-    kw: dict[str, Any] = {}
-    if method == "fs":
-        kw = dict(generator=spec["generator"], k=int(spec.get("feature_layer", 5)),
-                  feature_scale=float(spec.get("feature_scale", 1.0)), allow_pickle=spec.get("allow_pickle", False))
-    elif method == "hyperinverter":
-        kw = dict(generator=spec["generator"])
-    return load_inverter(method, spec["encoder"], **kw)
+        return entry.build_tiny(spec)
+    return entry.loader(spec["encoder"], **entry.loader_kwargs(spec))
 
 
 def _rosinality_generator(inv):

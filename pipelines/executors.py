@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -48,6 +48,16 @@ class LocalExecutor:
         for item in items:
             yield stage(item)
 
+    def map_tasks(self, fn: Callable, args_list: Sequence[tuple],
+                  gpu: bool = False) -> Iterator[tuple[int, Any]]:
+        """``(i, fn(*args_list[i]))`` for each task, in order; a task that raises yields its exception."""
+        for i, args in enumerate(args_list):
+            try:
+                result = fn(*args)
+            except Exception as exc:  # one failed task never stops the others
+                result = exc
+            yield i, result
+
     def shutdown(self) -> None:
         self._stages.clear()
 
@@ -59,20 +69,40 @@ def _ray():
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> None:
-    """Start an embedded local Ray instance, or join a cluster (``auto``, ``ray://host:port``, ``$RAY_ADDRESS``)."""
+    """Join the cluster at ``address`` (``auto``, ``ray://host:port``) or ``$RAY_ADDRESS``; with neither,
+    start a private local instance (``address='local'``: never one recorded on the machine by another run)."""
     ray = _ray()
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = dict(ignore_reinit_error=True, log_to_driver=not quiet)
-    if address:
-        kwargs["address"] = address
-    else:
+    kwargs: dict[str, Any] = dict(address=address or "local", ignore_reinit_error=True,
+                                  log_to_driver=not quiet)
+    if not address:
         kwargs["include_dashboard"] = False
         if num_cpus:
             kwargs["num_cpus"] = num_cpus
-    log.info("ray: %s", f"joining {address}" if address else "starting an embedded local instance")
+    log.info("ray: %s", f"joining {address}" if address else "starting a private local instance")
     ray.init(**kwargs)
+
+
+def original_error(exc: BaseException) -> BaseException:
+    """The exception a Ray task or actor raised, out of Ray's ``RayTaskError`` wrapper (whose message is the
+    remote traceback): a ``VidinvError`` in a worker reaches the user as the same one line as in-process."""
+    from ray.exceptions import RayTaskError
+
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(exc, RayTaskError) and isinstance(cause, BaseException) else exc
+
+
+def _fetch(get: Callable[[], Any]) -> Any:
+    """``get()`` (a Ray result fetch), re-raising a remote error as the original exception."""
+    try:
+        return get()
+    except Exception as exc:
+        orig = original_error(exc)
+        if orig is exc:
+            raise
+        raise orig from None
 
 
 class _ActorStage:
@@ -162,11 +192,34 @@ class RayExecutor:
         for item in itertools.islice(it, window):
             pool.submit(submit, item)
         while pool.has_next():
-            result = pool.get_next()
+            result = _fetch(pool.get_next)
             nxt = next(it, _END)
             if nxt is not _END:
                 pool.submit(submit, nxt)
             yield result
+
+    def map_tasks(self, fn: Callable, args_list: Sequence[tuple],
+                  gpu: bool = False) -> Iterator[tuple[int, Any]]:
+        """``(i, fn(*args_list[i]))`` as tasks finish (any order): independent Ray tasks, at most
+        ``num_workers`` running at once, each retried by Ray if its worker dies; a task that fails yields
+        its (original) exception."""
+        ray = _ray()
+        remote = ray.remote(fn).options(num_cpus=self.cpus_per_worker,
+                                        num_gpus=self.gpus_per_worker if gpu else 0, max_retries=2)
+        todo = iter(enumerate(args_list))
+        pending: dict[Any, int] = {}
+        for i, args in itertools.islice(todo, self._num_workers):
+            pending[remote.remote(*args)] = i
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ref)
+            try:
+                result = _fetch(lambda: ray.get(ref))
+            except Exception as exc:  # one failed task never stops the others
+                result = exc
+            yield i, result
+            for j, args in itertools.islice(todo, 1):
+                pending[remote.remote(*args)] = j
 
     def shutdown(self) -> None:
         ray = _ray()

@@ -46,14 +46,14 @@ def test_edit_cli_bad_input_one_line(clip, capsys, args, needle, code):
 def test_edit_cli_corrupt_file(tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00not a video" * 100)
-    rc = main(["edit", str(bad), *TINY])
+    rc = main(["edit", str(bad), "--invert-only", *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "Traceback" not in err[0]
 
 
 def test_edit_cli_missing_weights_offline(clip, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VIDINV_HOME", str(tmp_path / "home"))
-    rc = main(["edit", str(clip), "--offline", "--executor", "local"])
+    rc = main(["edit", str(clip), "--invert-only", "--offline", "--executor", "local"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 3 and len(err) == 1
     assert "vidinv weights fetch" in err[0] and "import" in err[0]
@@ -92,3 +92,15 @@ def test_every_inverter_runs_through_edit(method, tmp_path):
     frames = [pickle.loads(f.read_bytes())["frames"] for f in sorted((tmp_path / "c").glob("*/render_*.pkl"))]
     assert len(frames) == 2  # two runs (edit, inversion), one chunk each
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() > 0  # the edit changed the face
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--strength", "2"], "--invert-only"),  # a strength without --attr used to render the plain inversion
+    (["--attr", "smile", "--invert-only"], "exclude"),
+])
+def test_edit_cli_needs_attr_or_invert_only(clip, tmp_path, capsys, extra, needle):
+    out = tmp_path / "o.mp4"
+    rc = main(["edit", str(clip), "--out", str(out), *extra, *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("vidinv: error:") and needle in err[0]
+    assert not out.exists()

@@ -144,3 +144,97 @@ def test_many_clips_on_ray_failure_is_reported(ray_local, tmp_path):
     assert status == {"a.mp4": "ok", "b.mp4": "ok", "c.mp4": "failed"}
     assert all(Path(r["output"]).is_file() for r in rows if r["status"] == "ok")
     assert "c.mp4" in [Path(r["input"]).name for r in rows if "error" in r][0]
+
+
+# ----------------------------------------------------------------------------- one executor choice, errors
+
+
+class _RaisesVidinvError:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __call__(self, item):
+        from vidinv.errors import InputError
+
+        raise InputError(f"{self.message} {item}")
+
+
+def _slow_task(x: int) -> tuple[int, float, float]:
+    import time
+
+    t0 = time.time()
+    time.sleep(0.3)
+    if x < 0:
+        raise ValueError(f"negative {x}")
+    return x * 2, t0, time.time()
+
+
+@pytest.fixture
+def by_value(ray_local):
+    """Ray workers cannot import this test module: its functions and classes travel by value."""
+    ray_local.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray_local
+    ray_local.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_init_ray_starts_a_private_instance(monkeypatch):
+    """No --address and no $RAY_ADDRESS: address='local' (never a cluster recorded on the machine)."""
+    import ray
+
+    from pipelines.executors import init_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    init_ray(None, num_cpus=2)
+    init_ray("auto")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    init_ray(None)
+    assert [c["address"] for c in calls] == ["local", "auto", "ray://head:10001"]
+    assert calls[0]["num_cpus"] == 2 and "num_cpus" not in calls[1]
+
+
+@pytest.mark.ray
+def test_ray_stage_error_reaches_caller_as_itself(by_value):
+    from vidinv.errors import InputError
+
+    ex = RayExecutor(num_workers=1, cpus_per_worker=0.5)
+    with pytest.raises(InputError) as info:
+        list(ex.map(_RaisesVidinvError, {"message": "bad item"}, [7]))
+    ex.shutdown()
+    assert type(info.value) is InputError and str(info.value) == "bad item 7"  # one line, no remote traceback
+
+
+@pytest.mark.ray
+def test_ray_stage_error_is_one_line_in_the_cli(by_value, monkeypatch, capsys):
+    import vidinv.commands.faces as faces_cmd
+    from vidinv.cli import main
+
+    def run(args):
+        ex = RayExecutor(num_workers=1, cpus_per_worker=0.5)
+        try:
+            return list(ex.map(_RaisesVidinvError, {"message": "no face in"}, ["clip.mp4"]))
+        finally:
+            ex.shutdown()
+
+    monkeypatch.setattr(faces_cmd, "run", run)
+    rc = main(["faces", "clip.mp4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["vidinv: error: no face in clip.mp4"]
+
+
+def test_local_map_tasks_in_order_failures_as_values():
+    out = list(LocalExecutor().map_tasks(_slow_task, [(1,), (-1,), (3,)]))
+    assert [i for i, _ in out] == [0, 1, 2] and out[0][1][0] == 2 and out[2][1][0] == 6
+    assert isinstance(out[1][1], ValueError)
+
+
+@pytest.mark.ray
+def test_ray_map_tasks_honours_num_workers(by_value):
+    ex = RayExecutor(num_workers=1, cpus_per_worker=0.5)
+    out = dict(ex.map_tasks(_slow_task, [(1,), (2,), (-3,)]))
+    assert out[0][0] == 2 and out[1][0] == 4
+    assert isinstance(out[2], ValueError) and str(out[2]) == "negative -3"  # the original, not Ray's wrapper
+    spans = sorted((t0, t1) for _, t0, t1 in (out[0], out[1]))
+    assert spans[0][1] <= spans[1][0]  # one worker: the tasks never overlapped

@@ -46,7 +46,32 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.add_parser(sub)
+    for command in sub.choices.values():
+        plain_help(command)
     return parser
+
+
+def plain_help(parser: argparse.ArgumentParser) -> None:
+    """Drop reST literal markup (````name````) from a parser's description, epilog and flag help:
+    the commands reuse their docstrings, which are written for the API docs."""
+    parser.description = _plain(parser.description)
+    parser.epilog = _plain(parser.epilog)
+    for action in parser._actions:
+        action.help = _plain(action.help)
+
+
+def _plain(text: str | None) -> str | None:
+    return text.replace("``", "") if isinstance(text, str) else text
+
+
+def unwrap_error(exc: BaseException) -> BaseException:
+    """The original exception behind remote wrappers (Ray's ``RayTaskError`` keeps it as ``cause``), so an
+    error raised in a worker reaches the user as the same one line it would be in-process."""
+    seen = set()
+    while isinstance(getattr(exc, "cause", None), BaseException) and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.cause
+    return exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,17 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except VidinvError as exc:
-        if debug:
-            raise
-        print(f"vidinv: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("vidinv: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # unexpected: still one line unless --debug
+    except Exception as raised:  # one line unless --debug
         if debug:
             raise
+        exc = unwrap_error(raised)
+        if isinstance(exc, VidinvError):
+            print(f"vidinv: error: {exc}", file=sys.stderr)
+            return exc.exit_code
         print(f"vidinv: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         return 1
 

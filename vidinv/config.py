@@ -1,20 +1,21 @@
-"""Configuration dataclasses, loaded from ``configs/default.yaml``.
+"""Configuration dataclasses and the one loader for every config (pipeline and training).
 
-Every default lives in that YAML file once; the dataclasses give the structure and
-types, flags and ``--config FILE`` override single keys.
+Every default lives once, in these dataclasses (training: :class:`vidinv.training.TrainConfig`);
+a YAML file (``--config FILE``, ``configs/train_*.yaml``) and command-line flags only override
+single keys. ``configs/default.yaml`` is a commented example of such an override file and is not
+loaded by default.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from vidinv.errors import VidinvError
-from vidinv.paths import config_file
 
 
 @dataclass
@@ -98,30 +99,6 @@ class PipelineConfig:
         return asdict(self)
 
 
-def _merge(base: dict, override: dict, where: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if key not in out:
-            raise VidinvError(f"unknown config key {where}{key!r}; known: {', '.join(sorted(out))}")
-        if isinstance(out[key], dict) and isinstance(value, dict) and key not in ("landmarks", "quads", "codes", "edit_delta"):
-            out[key] = _merge(out[key], value, f"{where}{key}.")
-        else:
-            out[key] = value
-    return out
-
-
-def _build(cls, data: dict):
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        sub = f.default_factory if f.default_factory is not copy.deepcopy else None  # type: ignore[comparison-overlap]
-        proto = sub() if callable(sub) else None
-        kwargs[f.name] = _build(type(proto), value) if is_dataclass(proto) and isinstance(value, dict) else value
-    return cls(**kwargs)
-
-
 def read_yaml_file(path: str | Path, what: str = "config file") -> dict:
     """A YAML mapping from a file, with one-line errors for a missing file or invalid YAML."""
     from vidinv.errors import InputError
@@ -130,31 +107,131 @@ def read_yaml_file(path: str | Path, what: str = "config file") -> dict:
     if not p.is_file():
         raise InputError(f"{what} not found: {p}")
     try:
-        return yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"{what} {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, Mapping):
+        raise InputError(f"{what} {p} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(obj: Any, data: Mapping[str, Any], where: str = "") -> Any:
+    """A copy of the dataclass ``obj`` with ``data`` applied: nested dataclasses are merged key by key,
+    other values (dicts included) replace the field; a YAML list becomes a tuple where the field is one.
+
+    Raises:
+        VidinvError: an unknown key, or a section that is not a mapping.
+    """
+    if not isinstance(data, Mapping):
+        what = where.rstrip(".") or "top level"
+        raise VidinvError(f"config section {what} must be a mapping, got {type(data).__name__}")
+    known = [f.name for f in fields(obj)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise VidinvError(f"unknown config key '{where}{unknown[0]}'; known: {', '.join(known)}")
+    changes = {}
+    for key, value in data.items():
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            changes[key] = apply_overrides(current, value, f"{where}{key}.")
+        elif isinstance(current, tuple) and isinstance(value, list):
+            changes[key] = tuple(value)
+        else:
+            changes[key] = value
+    return replace(obj, **changes)
+
+
+def nest_dotted(flat: Mapping[str, Any]) -> dict:
+    """``{'loss.mse': 0, 'seed': 1}`` -> ``{'loss': {'mse': 0}, 'seed': 1}`` (nested dicts merged)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *head, last = key.split(".")
+        d = out
+        for h in head:
+            d = d.setdefault(h, {})
+        if isinstance(value, Mapping) and isinstance(d.get(last), dict):
+            d[last].update(nest_dotted(value))
+        else:
+            d[last] = nest_dotted(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def load_dataclass(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                   what: str = "config file") -> Any:
+    """The one config loader: ``cls()``'s defaults, then the YAML file ``path``, then ``overrides``
+    (nested dicts or dotted keys)."""
+    obj = cls()
+    if path is not None:
+        obj = apply_overrides(obj, read_yaml_file(path, what))
+    if overrides:
+        obj = apply_overrides(obj, nest_dotted(overrides))
+    return obj
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """The defaults from ``configs/default.yaml``, then ``path``, then ``overrides`` (nested dicts)."""
-    base = asdict(PipelineConfig())
-    default_yaml = config_file("default.yaml")
-    if default_yaml.is_file():
-        base = _merge(base, yaml.safe_load(default_yaml.read_text()) or {})
-    if path is not None:
-        base = _merge(base, read_yaml_file(path))
-    if overrides:
-        base = _merge(base, _drop_none(overrides))
-    return _build(PipelineConfig, base)
+    """The pipeline config: the dataclass defaults, then ``path``, then ``overrides`` (None: not given)."""
+    return load_dataclass(PipelineConfig, path, _drop_none(overrides or {}))
 
 
-def _drop_none(d: dict) -> dict:
+def field_default(cls: type, dotted: str) -> Any:
+    """The default of a config field, e.g. ``field_default(PipelineConfig, 'output.crf')`` -> 18."""
+    obj = cls()
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _drop_none(d: Mapping) -> dict:
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, Mapping):
             sub = _drop_none(v)
             if sub:
                 out[k] = sub
         elif v is not None:
             out[k] = v
     return out
+
+
+# ----------------------------------------------------------------------------- command-line flags
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """One command-line flag that sets one config field.
+
+    ``kwargs`` are ``argparse.add_argument``'s; ``{default}`` in the help is filled from the dataclass,
+    and a callable ``choices`` is called when the parser is built (e.g. the registered inverters).
+    A given flag overrides the field; an absent one leaves the config file's / dataclass's value.
+    """
+
+    group: str
+    flag: str
+    path: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def add_config_flags(parser: Any, rows: Sequence[ConfigFlag], cls: type | None = None) -> None:
+    """Add every row's argument to ``parser`` (in an argument group per row group); ``{default}`` in a
+    help text is ``cls``'s default of the row's field."""
+    groups: dict[str, Any] = {}
+    for row in rows:
+        if row.group not in groups:
+            groups[row.group] = parser.add_argument_group(row.group)
+        kw = dict(row.kwargs)
+        if callable(kw.get("choices")):
+            kw["choices"] = kw["choices"]()
+        if "help" in kw and cls is not None:
+            kw["help"] = kw["help"].format(default=field_default(cls, row.path))
+        if kw.get("action") in ("store_true", "append"):
+            kw["default"] = None  # absent: no override
+        groups[row.group].add_argument(row.flag, dest=row.dest, **kw)
+
+
+def overrides_from_args(args: Any, rows: Sequence[ConfigFlag]) -> dict:
+    """Dotted overrides ``{'output.crf': 20}`` from the flags given (rows the parser lacks are skipped)."""
+    return {row.path: getattr(args, row.dest) for row in rows if getattr(args, row.dest, None) is not None}

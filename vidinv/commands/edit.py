@@ -1,4 +1,4 @@
-"""``vidinv edit``: edit the faces of one clip, or of many clips (a folder or a glob)."""
+"""vidinv edit: edit the faces of one clip, or of many clips (a folder or a glob)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import glob
 import logging
 from pathlib import Path
 
-from vidinv.errors import InputError
+from vidinv.config import ConfigFlag
+from vidinv.errors import InputError, VidinvError
 
 log = logging.getLogger(__name__)
 
@@ -19,75 +20,109 @@ EXAMPLES = """examples:
   vidinv edit clip.mp4 --attr eyeglasses --schedule ramp:0.5s --face all
   vidinv edit clips/ --out edited/ --attr smile --address auto      # many clips over a Ray cluster
   vidinv edit clip.mp4 --attr smile --executor local --generator G.pt --encoder 143_enc.pth
+  vidinv edit clip.mp4 --invert-only --inverter e4e                  # the reconstruction, no edit
 
 strength: for Feature-Style W+ boundaries (smile, eyeglasses, makeup) strength 1 is the official
 video script's step of 15 along the unit boundary; for the e4e InterFaceGAN W directions (age,
 pose, smile_e4e) strength 1 adds 3 x the direction to every W+ layer (e4e's notebook factor 3);
 a direction file given by path keeps scale 1 (strength = e4e's factor); GANSpace edits are in
-units of the component's std; sefa:N in units of 3. `vidinv directions list` shows the table.
+units of the component's std; sefa:N in units of 3. 'vidinv directions list' shows the table.
 """
 
 
+def _inverter_choices() -> list[str]:
+    from vidinv.inverters.registry import available_inverters
+
+    return available_inverters()
+
+
+# Flags that set config fields (vidinv.config.PipelineConfig): one row each. A new option is one config
+# field plus one row here; its default shows in --help from the dataclass.
+PIPELINE_FLAGS = (
+    ConfigFlag("models", "--inverter", "models.inverter", dict(
+        choices=_inverter_choices,
+        help="inversion method (default {default}: Feature-Style latent + feature code)")),
+    ConfigFlag("models", "--generator", "models.generator", dict(
+        help="generator checkpoint (rosinality or pSp layout), 'zoo' (default: the zoo's) or 'tiny'")),
+    ConfigFlag("models", "--encoder", "models.encoder", dict(
+        help="encoder checkpoint (fs: 143_enc.pth layout; other inverters: their official file), "
+             "'zoo' (default: the zoo's) or 'tiny'")),
+    ConfigFlag("models", "--device", "models.device", dict(
+        help="auto | cpu | cuda | cuda:N (default {default})")),
+    ConfigFlag("models", "--precision", "models.precision", dict(
+        choices=["fp32", "fp16", "bf16"], help="reduced precision is a GPU option (default {default})")),
+    ConfigFlag("models", "--batch-size", "models.batch_size", dict(
+        type=int, help="faces per model call (default {default})")),
+    ConfigFlag("models", "--allow-pickle", "models.allow_pickle", dict(
+        action="store_true", help="allow checkpoints that need unpickling code (unsafe)")),
+    ConfigFlag("faces", "--detector", "faces.detector", dict(
+        help="auto | dlib | fan | insightface (default {default})")),
+    ConfigFlag("faces", "--face", "faces.face", dict(
+        help="largest | all | a track id from 'vidinv faces' (default {default})")),
+    ConfigFlag("execution", "--executor", "execution.executor", dict(
+        choices=["ray", "local"], help="ray or local (in-process) (default {default})")),
+    ConfigFlag("execution", "--address", "execution.address", dict(
+        help="join a Ray cluster: auto | ray://host:port (default: $RAY_ADDRESS, else a private local Ray)")),
+    ConfigFlag("execution", "--num-workers", "execution.num_workers", dict(
+        type=int, help="model workers (default: GPUs, else CPUs, as Ray reports)")),
+    ConfigFlag("execution", "--gpus-per-worker", "execution.gpus_per_worker", dict(
+        type=float, help="GPUs per worker (default: 1 when GPUs exist, else 0)")),
+    ConfigFlag("execution", "--chunk-size", "execution.chunk_size", dict(
+        type=int, help="frames per task (default {default})")),
+    ConfigFlag("execution", "--cache-dir", "execution.cache_dir", dict(
+        help="per-chunk cache for resuming (default: beside the output)")),
+    ConfigFlag("execution", "--keep-cache", "execution.keep_cache", dict(
+        action="store_true", help="keep the per-chunk cache after success")),
+)
+
+EDIT_FLAGS = (
+    ConfigFlag("edit", "--schedule", "edit.schedule", dict(
+        help="constant | ramp:0.5s | keys:0=0,50=2,100=0 (default {default})")),
+    ConfigFlag("edit", "--condition", "edit.condition", dict(
+        action="append", metavar="ATTR",
+        help="keep this attribute unchanged: every edit is projected off its direction (repeatable)")),
+    ConfigFlag("edit", "--blend", "blend.method", dict(
+        choices=["alpha", "laplacian", "poisson"], help="paste-back blending (default {default})")),
+    ConfigFlag("edit", "--crf", "output.crf", dict(
+        type=int, help="H.264 quality, lower is better (default {default})")),
+    ConfigFlag("edit", "--flow-refine", "stabilize.flow_refine", dict(
+        action="store_true", help="refine landmarks by Lucas-Kanade optical flow (official pipeline)")),
+)
+
+
 def add_common_pipeline_args(p: argparse.ArgumentParser) -> None:
-    """Flags shared by ``edit``, ``faces`` and ``eval``: config, models, execution."""
-    g = p.add_argument_group("models")
-    g.add_argument("--config", help="a YAML file overriding configs/default.yaml")
-    g.add_argument("--inverter", choices=["fs", "e4e", "psp", "hfgi", "hyperinverter", "padinv"],
-                   help="inversion method (default fs: Feature-Style latent + feature code)")
-    g.add_argument("--generator", help="generator checkpoint (rosinality or pSp layout); default: the zoo's, or 'tiny'")
-    g.add_argument("--encoder", help="encoder checkpoint (fs: 143_enc.pth layout; other inverters: their official file); default: the zoo's, or 'tiny'")
-    g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    g.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="reduced precision is a GPU option")
-    g.add_argument("--batch-size", type=int, help="faces per model call")
-    g.add_argument("--offline", action="store_true", help="never download (also VIDINV_OFFLINE=1)")
-    g.add_argument("--allow-pickle", action="store_true", help="allow checkpoints that need unpickling code (unsafe)")
-    f = p.add_argument_group("faces")
-    f.add_argument("--detector", help="auto | dlib | fan | insightface")
-    f.add_argument("--face", help="largest (default) | all | a track id from `vidinv faces`")
-    e = p.add_argument_group("execution")
-    e.add_argument("--executor", choices=["ray", "local"], help="ray (default) or local (in-process)")
-    e.add_argument("--address", help="join a Ray cluster: auto | ray://host:port (default: embedded local Ray or $RAY_ADDRESS)")
-    e.add_argument("--num-workers", type=int, help="model workers (default: GPUs, else CPUs, as Ray reports)")
-    e.add_argument("--gpus-per-worker", type=float)
-    e.add_argument("--chunk-size", type=int, help="frames per task")
-    e.add_argument("--cache-dir", help="per-chunk cache for resuming (default: beside the output)")
-    e.add_argument("--keep-cache", action="store_true", help="keep the per-chunk cache after success")
+    """Flags shared by ``edit``, ``faces`` and ``eval``: config file, models, faces, execution."""
+    from vidinv.config import PipelineConfig, add_config_flags
+
+    p.add_argument("--config", help="a YAML file overriding the defaults (example: configs/default.yaml)")
+    p.add_argument("--offline", action="store_true", help="never download (also VIDINV_OFFLINE=1)")
+    add_config_flags(p, PIPELINE_FLAGS, PipelineConfig)
 
 
 def config_from_args(args: argparse.Namespace):
-    from vidinv.config import load_config
+    """The pipeline config: defaults, then ``--config FILE``, then the flags given (every table row)."""
+    from vidinv.config import load_config, overrides_from_args
 
-    overrides = {
-        "models": dict(inverter=args.inverter, generator=args.generator, encoder=args.encoder, device=args.device,
-                       precision=args.precision, batch_size=args.batch_size,
-                       allow_pickle=True if args.allow_pickle else None),
-        "faces": dict(detector=args.detector, face=args.face),
-        "execution": dict(executor=args.executor, address=args.address, num_workers=args.num_workers,
-                          gpus_per_worker=args.gpus_per_worker, chunk_size=args.chunk_size,
-                          cache_dir=args.cache_dir, keep_cache=True if args.keep_cache else None),
-    }
-    extra = getattr(args, "_extra_overrides", None)
-    if extra:
-        for k, v in extra.items():
-            overrides.setdefault(k, {}).update(v)
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides_from_args(args, PIPELINE_FLAGS + EDIT_FLAGS))
 
 
 def add_parser(sub) -> None:
+    from vidinv.config import PipelineConfig, add_config_flags
+
     p = sub.add_parser("edit", help="edit the faces of a video", description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="a video file, a folder of videos, or a glob")
     p.add_argument("--attr", action="append", default=[],
-                   help="attribute to edit: a name (see `vidinv directions list`), NAME=STRENGTH, sefa:N, or a direction file; repeatable")
-    p.add_argument("--strength", type=float, default=1.0, help="strength for --attr given without =STRENGTH (fractional and negative allowed)")
-    p.add_argument("--schedule", help="constant (default) | ramp:0.5s | keys:0=0,50=2,100=0")
+                   help="attribute to edit: a name (see 'vidinv directions list'), NAME=STRENGTH, sefa:N, "
+                        "or a direction file; repeatable; required unless --invert-only")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="strength for --attr given without =STRENGTH (fractional and negative allowed)")
+    p.add_argument("--invert-only", action="store_true",
+                   help="no edit: render the inversion (a reconstruction check)")
     p.add_argument("--out", "-o", help="output file (one clip) or folder (many clips); default: <input>_<attr>.mp4")
-    p.add_argument("--blend", choices=["alpha", "laplacian", "poisson"], help="paste-back blending")
-    p.add_argument("--crf", type=int, help="H.264 quality (lower is better; default 18)")
-    p.add_argument("--condition", action="append", default=[], metavar="ATTR",
-                   help="keep this attribute unchanged: every edit is projected off its direction (repeatable)")
-    p.add_argument("--flow-refine", action="store_true", help="refine landmarks by Lucas-Kanade optical flow (official pipeline)")
-    p.add_argument("--allow-no-face", action="store_true", help="copy a clip with no face through unchanged instead of failing")
+    p.add_argument("--allow-no-face", action="store_true",
+                   help="copy a clip with no face through unchanged instead of failing")
+    add_config_flags(p, EDIT_FLAGS, PipelineConfig)
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
 
@@ -112,16 +147,12 @@ def expand_inputs(spec: str) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from vidinv.editing.attributes import parse_attr_args
 
-    edits = parse_attr_args(args.attr, args.strength)
-    args._extra_overrides = {
-        "blend": {"method": args.blend} if args.blend else {},
-        "output": {"crf": args.crf} if args.crf is not None else {},
-        "edit": dict(({"schedule": args.schedule} if args.schedule else {}),
-                     **({"condition": list(args.condition)} if args.condition else {})),
-        "stabilize": {"flow_refine": True} if args.flow_refine else {},
-    }
-    cfg = config_from_args(args)
     inputs = expand_inputs(args.input)
+    if bool(args.attr) == bool(args.invert_only):
+        raise VidinvError("give --attr NAME (see 'vidinv directions list') to edit, or --invert-only to "
+                          "render the inversion" if not args.attr else "--attr and --invert-only exclude each other")
+    edits = parse_attr_args(args.attr, args.strength)
+    cfg = config_from_args(args)
     offline = True if args.offline else None
     if len(inputs) == 1 and not Path(args.input).is_dir():
         from pipelines.edit import EditPipeline

@@ -1,4 +1,4 @@
-"""``vidinv eval ravdess ROOT``: Identity Consistency (and Table 3 metrics) over RAVDESS-style clips."""
+"""vidinv eval ravdess ROOT: Identity Consistency (and Table 3 metrics) over RAVDESS-style clips."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--metric-size", type=int, default=256, help="crops are compared at this size")
     p.add_argument("--inverters", help="compare inverters on the same crops, e.g. fs,e4e,hfgi (one box each in the plot)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
-                   help="checkpoint of an inverter the zoo does not host (hfgi, hyperinverter, padinv); repeatable")
+                   help="an inverter's own checkpoint instead of the zoo's; repeatable")
     p.add_argument("--out", "-o", default="vidinv_eval", help="output folder")
     add_common_pipeline_args(p)
     p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""``vidinv faces``: list the face tracks of a clip and write a thumbnail sheet."""
+"""vidinv faces: list the face tracks of a clip and write a thumbnail sheet."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``vidinv train``: train the Feature-Style encoder for a (frozen) StyleGAN2 generator."""
+"""vidinv train: train the Feature-Style encoder for a (frozen) StyleGAN2 generator."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from vidinv.config import ConfigFlag
 from vidinv.errors import InputError, VidinvError
 
 log = logging.getLogger(__name__)
@@ -26,30 +27,41 @@ log.csv, val.csv, samples/*.png and checkpoints/enc_<step>.pth at each epoch end
 """
 
 
+# Flags that set TrainConfig fields: one row each (any other key: --set KEY=VALUE). Their help names no
+# default: building the parser must not import the trainer (torch); the config file and TrainConfig hold them.
+TRAIN_FLAGS = (
+    ConfigFlag("config", "--generator", "generator", dict(
+        help="generator checkpoint, zoo name, 'zoo' or 'tiny'")),
+    ConfigFlag("config", "--ablate", "ablate", dict(
+        action="append", metavar="NAME", help="ablation (repeatable): no_mse, no_identity, no_parsing, "
+                                              "single_scale_lpips, no_feature, real_only")),
+    ConfigFlag("config", "--epochs", "epochs", dict(type=int, help="override epochs")),
+    ConfigFlag("config", "--iters-per-epoch", "iters_per_epoch", dict(
+        type=int, help="override iters_per_epoch")),
+    ConfigFlag("config", "--device", "device", dict(help="auto | cpu | cuda | cuda:N (local executor)")),
+    ConfigFlag("config", "--seed", "seed", dict(type=int, help="override the run's seed")),
+)
+
+
 def add_parser(sub) -> None:
+    from vidinv.config import add_config_flags
+
     p = sub.add_parser("train", help="train the Feature-Style encoder", description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="training YAML (configs/train_faces.yaml, configs/train_generic.yaml)")
     p.add_argument("--data", help="folder of aligned crops (real images), searched recursively")
     p.add_argument("--val", help="held-out folder for validation MSE / LPIPS / ID")
-    p.add_argument("--generator", help="generator checkpoint, zoo name, 'zoo' or 'tiny' (overrides the config)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="STATE",
                    help="resume from a training state (default RUN_DIR/state.pt)")
-    p.add_argument("--ablate", action="append", default=None, metavar="NAME",
-                   help="ablation (repeatable): no_mse, no_identity, no_parsing, single_scale_lpips, no_feature, "
-                        "real_only")
-    p.add_argument("--epochs", type=int, help="override epochs")
-    p.add_argument("--iters-per-epoch", type=int, help="override iters_per_epoch")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (local executor)")
-    p.add_argument("--seed", type=int, help="override the run's seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (dotted, YAML value), e.g. --set loss.parsing=0")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: this process; ray: Ray Train data-parallel workers")
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (ray executor)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
-    p.add_argument("--address", help="Ray cluster address (default: local or $RAY_ADDRESS)")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a private local Ray)")
+    add_config_flags(p, TRAIN_FLAGS)
     p.set_defaults(func=run)
 
 
@@ -70,13 +82,10 @@ def build_config(args: argparse.Namespace):
     """Flags -> :class:`~vidinv.training.trainer.TrainConfig`."""
     from vidinv.training.trainer import load_train_config
 
+    from vidinv.config import overrides_from_args
+
     ov = parse_overrides(args.set)
-    for flag, key in (("generator", "generator"), ("epochs", "epochs"), ("iters_per_epoch", "iters_per_epoch"),
-                      ("device", "device"), ("seed", "seed")):
-        if getattr(args, flag, None) is not None:
-            ov[key] = getattr(args, flag)
-    if args.ablate:
-        ov["ablate"] = list(args.ablate)
+    ov.update(overrides_from_args(args, TRAIN_FLAGS))
     return load_train_config(args.config, ov)
 
 

@@ -1,18 +1,30 @@
 """Inversion methods behind one interface (see :mod:`vidinv.inverters.base`).
 
 ``load_inverter('e4e', 'e4e_ffhq_encode.pt')`` builds a method from its official checkpoint;
-the method modules are imported on first use.
+the method modules are imported on first use (see :mod:`vidinv.inverters.registry`), and this
+package imports no torch until ``Inverter`` or a method is used.
 """
 
-from vidinv.inverters.base import INVERTERS, Inverter, available_inverters, load_inverter, register_inverter
+from typing import Any
+
+from vidinv.inverters.registry import (
+    INVERTER_ENTRIES,
+    INVERTERS,
+    InverterEntry,
+    available_inverters,
+    get_inverter_entry,
+    load_inverter,
+    register_inverter,
+)
 
 
-@register_inverter("psp")
-def _load_psp(checkpoint, **kw):
-    """pSp (GradualStyleEncoder), imported on first use."""
-    from vidinv.inverters.psp import load_psp_inverter
+def __getattr__(name: str) -> Any:
+    if name == "Inverter":
+        from vidinv.inverters.base import Inverter
 
-    return load_psp_inverter(checkpoint, **kw)
+        return Inverter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["INVERTERS", "Inverter", "available_inverters", "load_inverter", "register_inverter"]
+__all__ = ["INVERTERS", "INVERTER_ENTRIES", "Inverter", "InverterEntry", "available_inverters",
+           "get_inverter_entry", "load_inverter", "register_inverter"]

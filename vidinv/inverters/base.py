@@ -1,19 +1,17 @@
-"""The common inverter interface, the registry and the loader.
+"""The common inverter interface and the checks its implementations share.
 
 An inverter maps aligned face crops to a *code* (a dict of tensors, every one batched on
 dim 0, always holding ``'w'``) and renders a code back, optionally with an edited ``w``.
 The video pipeline splits codes per frame, stacks, caches and smooths them without knowing
 the method, so a code holds only tensors with a leading batch dimension.
 
-Methods register a factory under their name with :func:`register_inverter`; their modules
-are imported on first use by :func:`load_inverter` (``import vidinv`` stays cheap).
+Methods register an :class:`~vidinv.inverters.registry.InverterEntry` in their own module; the
+registry (:mod:`vidinv.inverters.registry`) imports them on first use (``import vidinv`` stays cheap).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from os import PathLike
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -47,51 +45,6 @@ class Inverter(Protocol):
     def render(self, code: Code, w_edit: Tensor | None = None, noise: list | None = None) -> Tensor:
         """Render a code (``w_edit`` None = the inversion). Shape: -> ``[B,3,S,S]``."""
         ...
-
-
-INVERTERS: dict[str, Callable[..., Inverter]] = {}
-
-# Where each known method registers itself (imported lazily by load_inverter).
-_MODULES = {
-    "fs": "vidinv.inverters.fs",
-    "psp": "vidinv.inverters.psp",
-    "e4e": "vidinv.inverters.e4e",
-    "hfgi": "vidinv.inverters.hfgi",
-    "hyperinverter": "vidinv.inverters.hyperinverter",
-    "padinv": "vidinv.inverters.padinv",
-}
-
-
-def register_inverter(name: str) -> Callable[[Callable[..., Inverter]], Callable[..., Inverter]]:
-    """Decorator: ``@register_inverter('padinv')`` on a factory ``(checkpoint, **kw) -> Inverter``."""
-
-    def deco(factory: Callable[..., Inverter]) -> Callable[..., Inverter]:
-        INVERTERS[name] = factory
-        return factory
-
-    return deco
-
-
-def available_inverters() -> list[str]:
-    """Names that :func:`load_inverter` accepts (known modules plus anything registered)."""
-    return sorted(set(_MODULES) | set(INVERTERS))
-
-
-def load_inverter(name: str, checkpoint_path_or_dict: str | PathLike | Mapping[str, Any], **kw: Any) -> Inverter:
-    """Build the inverter ``name`` from its official checkpoint (a path or an already loaded dict).
-
-    Raises:
-        VidinvError: unknown method name, or a checkpoint that does not match the method's layout.
-    """
-    if name not in INVERTERS and name in _MODULES:
-        try:
-            importlib.import_module(_MODULES[name])
-        except ModuleNotFoundError as e:
-            if e.name != _MODULES[name]:
-                raise
-    if name not in INVERTERS:
-        raise VidinvError(f"unknown inverter {name!r}; choose one of {', '.join(available_inverters())}")
-    return INVERTERS[name](checkpoint_path_or_dict, **kw)
 
 
 # ----------------------------------------------------------------------------- helpers for implementations

@@ -2,7 +2,7 @@
 
 Loads the official ``e4e_ffhq_encode.pt`` layout strictly; inversion = ``encoder(x) + latent_avg``
 rendered with G's stored noise (the official ``randomize_noise=False``); editing = W+ offsets
-(:func:`~vidinv.inverters.psp.latent_edit`, the official InterFaceGAN ``LatentEditor``).
+(the official InterFaceGAN ``LatentEditor``; :func:`vidinv.editing.directions.apply_edits`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from os import PathLike
 from typing import Any
 
-from vidinv.inverters.base import register_inverter
-from vidinv.inverters.psp import PSPInverter, latent_edit
+from vidinv.inverters.psp import PSPInverter
+from vidinv.inverters.registry import InverterEntry, register_inverter
 from vidinv.models.psp import PSPCheckpoint, load_psp_checkpoint, tiny_e4e
 
-__all__ = ["E4EInverter", "load_e4e_inverter", "tiny_e4e_inverter", "latent_edit"]
+__all__ = ["E4EInverter", "load_e4e_inverter", "tiny_e4e_inverter"]
 
 
 class E4EInverter(PSPInverter):
@@ -25,7 +25,6 @@ class E4EInverter(PSPInverter):
         super().__init__(model, name)
 
 
-@register_inverter("e4e")
 def load_e4e_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> E4EInverter:
     """An e4e inverter from an official checkpoint (path or loaded dict).
 
@@ -37,3 +36,7 @@ def load_e4e_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any)
 def tiny_e4e_inverter(seed: int = 0) -> E4EInverter:
     """A tiny random e4e inverter (64 px generator) for fast pipeline tests."""
     return E4EInverter(tiny_e4e(seed)).eval()
+
+
+register_inverter(InverterEntry(name="e4e", loader=load_e4e_inverter, zoo_checkpoint="e4e_ffhq_encode",
+                                tiny=tiny_e4e_inverter))

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vidinv.inverters.base import Code, check_code, check_images, register_inverter
+from vidinv.inverters.base import Code, check_code, check_images
+from vidinv.inverters.registry import InverterEntry, register_inverter
 
 
 class FSAdapter(nn.Module):
@@ -81,14 +82,17 @@ def load_fs_adapter(encoder: str | PathLike | Mapping[str, Any], generator: Any 
     return FSAdapter(G.eval(), FSInverter(enc, latent_avg).eval(), k=k, feature_scale=feature_scale)
 
 
-@register_inverter("fs")
-def _factory(checkpoint, **kw) -> FSAdapter:
-    return load_fs_adapter(checkpoint, **kw)
-
-
-def tiny_fs_inverter(seed: int = 0, k: int = 5) -> FSAdapter:
+def tiny_fs_inverter(seed: int = 0, k: int = 5, feature_scale: float = 1.0) -> FSAdapter:
     """The tiny generator and narrow encoder of :mod:`vidinv.models.tiny`, as an inverter."""
     from vidinv.models.tiny import tiny_generator, tiny_inverter
 
     G = tiny_generator(seed)
-    return FSAdapter(G, tiny_inverter(seed, generator=G), k=k)
+    return FSAdapter(G, tiny_inverter(seed, generator=G), k=k, feature_scale=feature_scale)
+
+
+register_inverter(InverterEntry(
+    name="fs", loader=load_fs_adapter, zoo_checkpoint="fs_encoder_143", needs_generator=True,
+    zoo_generator="psp_ffhq_encode", tiny=tiny_fs_inverter,
+    options={"generator": "generator", "k": "feature_layer", "feature_scale": "feature_scale",
+             "allow_pickle": "allow_pickle"},
+))

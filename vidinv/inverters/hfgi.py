@@ -4,7 +4,7 @@ Code dict: ``{'w': [B, L, sd], 'distortion': [B, 3, 256, 256]}``: the e4e code a
 distortion map ``x - resize256(clamp(G(w)))``. Rendering (inversion or edit ``w~``) follows the
 official ``scripts/inference.py``: ``G(w~)`` -> ADA aligns the distortion to it -> the
 consultation encoder gives ``(scale, shift)`` -> ``G(w~)`` with the 64x64 features modulated.
-Edits are W+ offsets (:func:`~vidinv.inverters.psp.latent_edit`). Noise: G's stored buffers
+Edits are W+ offsets (:func:`vidinv.editing.directions.apply_edits`). Noise: G's stored buffers
 (the official ``randomize_noise=False``) unless a list is given.
 """
 
@@ -18,11 +18,12 @@ import torch
 from torch import Tensor
 
 from vidinv.errors import VidinvError
-from vidinv.inverters.base import check_code, expand_w, register_inverter
-from vidinv.inverters.psp import ENCODER_SIZE, PSPInverter, latent_edit
+from vidinv.inverters.base import check_code, expand_w
+from vidinv.inverters.psp import ENCODER_SIZE, PSPInverter
+from vidinv.inverters.registry import InverterEntry, register_inverter
 from vidinv.models.hfgi import HFGIModel, load_hfgi, synthesis_with_conditions, tiny_hfgi
 
-__all__ = ["HFGIInverter", "load_hfgi_inverter", "tiny_hfgi_inverter", "latent_edit"]
+__all__ = ["HFGIInverter", "load_hfgi_inverter", "tiny_hfgi_inverter"]
 
 
 class HFGIInverter(PSPInverter):
@@ -73,7 +74,6 @@ class HFGIInverter(PSPInverter):
         return out
 
 
-@register_inverter("hfgi")
 def load_hfgi_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> HFGIInverter:
     """An HFGI inverter from the official checkpoint (path or loaded dict)."""
     return HFGIInverter(load_hfgi(checkpoint), **kw).eval()
@@ -82,3 +82,7 @@ def load_hfgi_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any
 def tiny_hfgi_inverter(seed: int = 0) -> HFGIInverter:
     """A tiny random HFGI inverter (64 px generator) for fast pipeline tests."""
     return HFGIInverter(tiny_hfgi(seed)).eval()
+
+
+register_inverter(InverterEntry(name="hfgi", loader=load_hfgi_inverter, zoo_checkpoint="hfgi_ffhq",
+                                tiny=tiny_hfgi_inverter))

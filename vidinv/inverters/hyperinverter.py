@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from vidinv.errors import VidinvError
-from vidinv.inverters.base import Code, check_code, check_images, latent_to_render, register_inverter
+from vidinv.inverters.base import Code, check_code, check_images, latent_to_render
+from vidinv.inverters.registry import InverterEntry, register_inverter
 from vidinv.models.hyperinverter import HyperInverterNet, load_hyperinverter, tiny_hyperinverter
 
 PREFIX = "dw."
@@ -101,7 +102,6 @@ class HyperInverterInverter:
         return self
 
 
-@register_inverter("hyperinverter")
 def hyperinverter_inverter(
     checkpoint: str | PathLike | Mapping[str, Any],
     generator: Any = None,
@@ -124,3 +124,10 @@ def hyperinverter_inverter(
 def tiny_hyperinverter_inverter(seed: int = 0, store_weights: bool = False) -> HyperInverterInverter:
     """A 64 px random-weight HyperInverter for fast pipeline tests."""
     return HyperInverterInverter(tiny_hyperinverter(seed), store_weights)
+
+
+register_inverter(InverterEntry(
+    name="hyperinverter", loader=hyperinverter_inverter, zoo_checkpoint="hyperinverter_ffhq",
+    needs_generator=True, zoo_generator="stylegan2_ada_ffhq", tiny=tiny_hyperinverter_inverter,
+    options={"generator": "generator"},
+))

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidinv.errors import VidinvError
-from vidinv.inverters.base import Code, check_images, latent_to_render, register_inverter
+from vidinv.inverters.base import Code, check_images, latent_to_render
+from vidinv.inverters.registry import InverterEntry, register_inverter
 from vidinv.models.padinv import PadInvEncoder, PadInvGenerator, load_padinv, tiny_padinv
 
 ENCODER_SIZE = 256
@@ -99,7 +100,6 @@ class PadInvInverter:
         return self
 
 
-@register_inverter("padinv")
 def padinv_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> PadInvInverter:
     """Load an official PadInv runner checkpoint (``{'models': {...}, ...}``) as a :class:`PadInvInverter`."""
     noise_mode = kw.pop("noise_mode", "const")
@@ -110,3 +110,7 @@ def padinv_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -
 def tiny_padinv_inverter(seed: int = 0) -> PadInvInverter:
     """A 64 px random-weight PadInv inverter for fast pipeline tests."""
     return PadInvInverter(*tiny_padinv(seed))
+
+
+register_inverter(InverterEntry(name="padinv", loader=padinv_inverter, zoo_checkpoint="padinv_ffhq",
+                                tiny=tiny_padinv_inverter))

@@ -3,7 +3,7 @@
 Code dict: ``{'w': [B, L, sd]}`` (latent_avg included). Rendering is the official
 ``decoder([w], input_is_latent=True, randomize_noise=False)``: G's stored noise buffers unless
 a noise list is given. Edits are W+ offsets (InterFaceGAN ``[1, sd]`` directions broadcast to
-every row, as the official ``LatentEditor``).
+every row, as the official ``LatentEditor``; :func:`vidinv.editing.directions.apply_edits`).
 """
 
 from __future__ import annotations
@@ -17,33 +17,13 @@ from torch import Tensor, nn
 
 from vidinv.errors import VidinvError
 from vidinv.inverters.base import check_code, check_images, expand_w
+from vidinv.inverters.registry import InverterEntry, register_inverter
 from vidinv.models.fs_encoder import preprocess
 from vidinv.models.psp import PSPCheckpoint, load_psp_checkpoint
 
-__all__ = ["PSPInverter", "load_psp_inverter", "latent_edit"]
+__all__ = ["PSPInverter", "load_psp_inverter"]
 
 ENCODER_SIZE = 256
-
-
-def latent_edit(w: Tensor, direction: Tensor, factor: float | Tensor) -> Tensor:
-    """The official InterFaceGAN edit ``w + factor * direction``.
-
-    Shape:
-        w ``[B, L, sd]``; direction ``[sd]``, ``[1, sd]`` (every row), ``[L, sd]`` or ``[1, L, sd]``;
-        factor a float or ``[B]`` -> ``[B, L, sd]``.
-    """
-    if w.ndim != 3:
-        raise VidinvError(f"latent_edit expects W+ codes [B, L, sd], got {list(w.shape)}")
-    d = torch.as_tensor(direction, dtype=w.dtype, device=w.device)
-    if d.shape[-1] != w.shape[-1] or d.ndim > 3 or (d.ndim >= 2 and d.shape[-2] not in (1, w.shape[1])):
-        raise VidinvError(f"direction must be [{w.shape[-1]}] or [1 or {w.shape[1]}, {w.shape[-1]}], "
-                          f"got {list(d.shape)}")
-    f = torch.as_tensor(factor, dtype=w.dtype, device=w.device)
-    if f.ndim == 1:
-        if f.shape[0] != w.shape[0]:
-            raise VidinvError(f"factor must be a float or [{w.shape[0]}], got {list(f.shape)}")
-        f = f.view(-1, 1, 1)
-    return w + f * d
 
 
 class PSPInverter(nn.Module):
@@ -113,3 +93,6 @@ class PSPInverter(nn.Module):
 def load_psp_inverter(checkpoint: str | PathLike | Mapping[str, Any], **kw: Any) -> PSPInverter:
     """A pSp inverter from an official ``psp_ffhq_encode.pt``-layout checkpoint (``GradualStyleEncoder``)."""
     return PSPInverter(load_psp_checkpoint(checkpoint, kw.pop("encoder_type", None)), name="psp", **kw).eval()
+
+
+register_inverter(InverterEntry(name="psp", loader=load_psp_inverter, zoo_checkpoint="psp_ffhq_encode"))

@@ -172,7 +172,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
         """Inverse of :meth:`to_dict` (unknown keys are errors)."""
-        return _build(cls, data, "")
+        from vidinv.config import apply_overrides
+
+        return apply_overrides(cls(), data)
 
     def to_dict(self) -> dict:
         def plain(v):
@@ -183,32 +185,11 @@ class TrainConfig:
         return plain(self)
 
 
-def _build(cls, data: Mapping[str, Any], where: str):
-    if not isinstance(data, Mapping):
-        raise VidinvError(f"config section {where or 'top level'} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise VidinvError(f"unknown config key {where}{unknown[0]!r} (known: {', '.join(fields)})")
-    kw = {}
-    for k, v in data.items():
-        sub = {"loss": LossConfig, "data": DataConfig, "encoder": EncoderConfig}.get(k) if cls is TrainConfig else None
-        kw[k] = _build(sub, v, f"{k}.") if sub else (tuple(v) if isinstance(v, list) else v)
-    return cls(**kw)
-
-
 def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a YAML training config (unknown keys are errors) and apply dotted ``overrides``."""
-    from vidinv.config import read_yaml_file
+    from vidinv.config import load_dataclass
 
-    data: dict = read_yaml_file(path, "training config") if path is not None else {}
-    for key, v in (overrides or {}).items():
-        d = data
-        *head, last = key.split(".")
-        for h in head:
-            d = d.setdefault(h, {})
-        d[last] = v
-    return _build(TrainConfig, data, "")
+    return load_dataclass(TrainConfig, path, overrides, "training config")
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
