@@ -5,17 +5,28 @@
   atomically, and a file that cannot be read is recomputed. ``stats`` counts reused/computed chunks.
 - :func:`cached_map`: one pass over a clip's chunks, taking finished chunks from the cache.
 - :class:`CodeStore`: per-frame codes in ``.npy`` memory maps (RAM does not grow with the clip).
-- :class:`Progress`, :func:`timed`: the driver's progress bars and step timings.
+- :class:`Progress`, :func:`timed`: the driver's progress bars and step timings; :func:`close_progress`
+  closes every open bar (before an error line is printed).
+- :func:`resumable`: whether a failed run's cache is worth keeping (a rerun resumes) or is removed.
+
+Test hook: ``VIDINV_FAULT=ACTION:PASS:N`` (for instance ``kill:render:2``) makes the driver fail right after
+the N-th chunk of pass PASS (``analyze``, ``refine``, ``invert``, ``render``) computed in this process is
+cached: ACTION ``kill`` (SIGKILL itself), ``term`` (SIGTERM), ``interrupt`` (KeyboardInterrupt), ``error``
+(a deterministic error). The kill/resume tests and benchmarks use it; it is not a user setting.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import tempfile
+import signal
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -110,11 +121,56 @@ def cached_map(executor, stage_cls, kwargs, ranges: list[tuple[int, int]],
             res = next(computed) if a not in cached else stage_cls(**kwargs)(make_item(a, b))
             cache.put(kind, a, res)
             cache.count(kind, "computed")
+            inject_fault(kind, cache.stats[kind]["computed"])
         else:
             cache.count(kind, "reused")
         if progress:
             progress(b - a)
         yield res
+
+
+def inject_fault(kind: str, n: int) -> None:
+    """The ``VIDINV_FAULT`` test hook (see the module docstring): act after the n-th computed chunk."""
+    spec = os.environ.get("VIDINV_FAULT", "")
+    if not spec:
+        return
+    action, _, rest = spec.partition(":")
+    where, _, count = rest.partition(":")
+    if where != kind or count != str(n):
+        return
+    if action in ("kill", "term"):
+        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGTERM)
+        time.sleep(5)  # the signal arrives
+    if action == "interrupt":
+        raise KeyboardInterrupt
+    from vidinv.errors import VidinvError
+
+    raise VidinvError(f"injected fault after {kind} chunk {n} (VIDINV_FAULT={spec})")
+
+
+def resumable(exc: BaseException) -> bool:
+    """True when a rerun of the same command can resume from the run's cache: an interrupt, a worker or
+    node that died (Ray's system errors), memory or disk exhaustion. Any other error is deterministic (no
+    face, a bad model file, a clip that fails to decode, a bad setting): its cache is removed."""
+    seen = set()
+    while isinstance(getattr(exc, "cause", None), BaseException) and id(exc) not in seen:
+        seen.add(id(exc))  # Ray's RayTaskError keeps the worker's exception as ``cause``
+        exc = exc.cause
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return type(exc).__module__.startswith("ray.")  # WorkerCrashedError, ActorDiedError, NodeDiedError, ...
+
+
+def remove_run_cache(cache: "ChunkCache", cache_root: Path) -> None:
+    """Remove a run's cache folder, and the cache root too when nothing else is left in it."""
+    if cache.root is not None:
+        shutil.rmtree(cache.root, ignore_errors=True)
+    try:
+        Path(cache_root).rmdir()  # only when empty: a shared --cache-dir keeps other runs' caches
+    except OSError:
+        pass
 
 
 class CodeStore:
@@ -137,6 +193,9 @@ class CodeStore:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+_OPEN_BARS: "weakref.WeakSet[Progress]" = weakref.WeakSet()
+
+
 class Progress:
     """A frame-count progress bar (silent with ``quiet``); called with the frames of each finished chunk."""
 
@@ -144,12 +203,21 @@ class Progress:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=desc, unit="frame", disable=quiet, leave=False)
+        _OPEN_BARS.add(self)
 
     def __call__(self, n: int) -> None:
         self.bar.update(n)
 
     def close(self) -> None:
         self.bar.close()
+        _OPEN_BARS.discard(self)
+
+
+def close_progress() -> None:
+    """Close every open progress bar (a failed pass leaves its bar open): an error line printed next
+    starts on a clean line, and no bar is redrawn after it."""
+    for p in list(_OPEN_BARS):
+        p.close()
 
 
 @contextmanager

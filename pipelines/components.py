@@ -148,3 +148,35 @@ def build_models(spec: dict) -> Models:
     models = Models(inv, noise, device, dtype, spec)
     _CACHE[key] = models
     return models
+
+
+def check_models(spec: dict) -> None:
+    """Validate the spec's checkpoint files in the driver, before any work: each file is read (safe
+    loading: a pickled file needs ``--allow-pickle``) and the method's model is built from it on the
+    ``meta`` device, so keys and shapes are checked strictly without allocating the weights.
+
+    Raises:
+        VidinvError: one line naming the file and what does not match.
+    """
+    import warnings
+
+    from vidinv.errors import VidinvError
+
+    if spec.get("encoder") == "tiny":
+        return
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_inverter(spec)
+    except VidinvError as exc:
+        files = [f"--{k} {spec[k]}" for k in ("encoder", "generator") if spec.get(k) not in (None, "tiny")]
+        if not any(str(spec.get(k)) in str(exc) for k in ("encoder", "generator")):
+            exc.args = (f"{exc} ({', '.join(files)})",)  # name the files the message does not name
+        raise
+    except NotImplementedError as exc:  # an operation the meta device lacks: the workers check instead
+        log.debug("model check skipped on the meta device: %s", exc)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        files = ", ".join(f"--{k} {spec[k]}" for k in ("encoder", "generator") if spec.get(k) not in (None, "tiny"))
+        raise VidinvError(f"the model files do not fit --inverter {spec.get('inverter', 'fs')} ({files}): "
+                          f"{type(exc).__name__}: {first}") from None

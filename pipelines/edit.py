@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cache import ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, run_key, timed
+from pipelines.cache import (ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, close_progress,
+                             remove_run_cache, resumable, run_key, timed)
 from pipelines.geometry import Target, plan_geometry, smooth_runs
-from pipelines.outputs import default_output, edit_tag
+from pipelines.outputs import check_output_path, default_output, edit_tag
 from pipelines.spec import model_dims
 from vidinv.config import PipelineConfig
 from vidinv.editing.temporal import EditPlan, as_wplus, edit_deltas, frame_code
@@ -78,15 +79,29 @@ class EditPipeline:
 
     def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
                  edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False) -> EditResult:
+        """Edit one clip. On failure every progress bar is closed, and the run's cache is removed unless a
+        rerun can resume from it (an interrupt or a crashed worker: :func:`~pipelines.cache.resumable`)."""
+        self._run_cache = None
+        try:
+            return self._run(input_path, output_path, edits, allow_no_face)
+        except BaseException as exc:
+            close_progress()
+            if self._run_cache is not None and not resumable(exc) and not self.cfg.execution.keep_cache:
+                remove_run_cache(*self._run_cache)
+            raise
+
+    def _run(self, input_path, output_path, edits, allow_no_face) -> EditResult:
         timings: dict[str, float] = {}
         # 1. probe the input, resolve models and edits: everything that can fail does so before any work
         src, out, info = self.probe(input_path, output_path, edits)
         edits = list(edits or [])
         spec = self.model_spec()
+        self.check(out, spec)
         parser = self.parser()
         plan = self.resolve_edits(edits, spec)
         cache_root = self.cache_root(out)
         cache = ChunkCache(cache_root, run_key(src, self.cfg, edits))
+        self._run_cache = (cache, cache_root)
         # 2. analyse: faces, landmarks and histograms of every frame
         with timed(timings, "analyze_s"):
             analysis = self.analyze(src, info, cache)
@@ -139,6 +154,13 @@ class EditPipeline:
         from pipelines.components import resolve_model_spec
 
         return resolve_model_spec(self.cfg.models, offline=self.offline)
+
+    def check(self, out: Path, spec: dict) -> None:
+        """Output path, cache folder and model files checked before any work (one plain line each)."""
+        from pipelines.components import check_models
+
+        check_output_path(out, self.cfg.execution.cache_dir)
+        check_models(spec)
 
     def parser(self) -> str | None:
         """The face-parsing checkpoint of the blend mask, or None for landmark masks."""

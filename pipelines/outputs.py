@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vidinv.errors import InputError
+
 
 def edit_tag(edits) -> str:
     """The file-name tag of a list of ``(attribute spec, strength)`` (``inversion`` without edits)."""
@@ -19,3 +21,61 @@ def edit_tag(edits) -> str:
 def default_output(src: Path, edits) -> Path:
     """Beside the input: ``<stem>_<edit tag>.mp4``."""
     return src.with_name(f"{src.stem}_{edit_tag(edits)}.mp4")
+
+
+def _first_existing(p: Path) -> Path:
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """A real write probe (``os.access`` ignores read-only mounts, and says yes to root everywhere)."""
+    import os
+    import secrets
+
+    probe = folder / f".vidinv-write-probe-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write in the folder {folder} ({exc.strerror or exc})") from None
+
+
+def check_folder(folder: Path, what: str, create: bool = False) -> None:
+    """``folder`` must be an existing, writable folder; with ``create`` a missing one is made, but only
+    its last level (its parent must exist: a mistyped path never grows a tree of folders)."""
+    folder = Path(folder).absolute()
+    if folder.is_dir():
+        _check_writable(folder, what)
+        return
+    if folder.exists():
+        raise InputError(f"{what}: {folder} is a file, not a folder")
+    found = _first_existing(folder)
+    if not found.is_dir():
+        raise InputError(f"{what}: {found} is a file, not a folder")
+    if not create or found != folder.parent:
+        missing = folder if not create else folder.parent
+        raise InputError(f"{what}: the folder {missing} does not exist (create it first)")
+    _check_writable(found, what)
+    try:
+        folder.mkdir()
+    except OSError as exc:
+        raise InputError(f"{what}: cannot create the folder {folder} ({exc.strerror or exc})") from None
+
+
+def check_output_path(out: Path, cache_dir: str | Path | None = None) -> None:
+    """Every problem of an output path and of its cache folder, before any work, as one plain line.
+
+    The output's folder must exist and be writable, and the output must not be a folder. ``cache_dir``
+    (``--cache-dir``; default: a hidden folder beside the output) may be missing at its last level only.
+
+    Raises:
+        InputError: naming the path and the problem.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give a file name such as {out / 'edited.mp4'}")
+    check_folder(out.parent, f"--out {out}")
+    if cache_dir:
+        check_folder(Path(cache_dir), f"--cache-dir {cache_dir}", create=True)

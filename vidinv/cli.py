@@ -74,6 +74,15 @@ def unwrap_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def close_bars() -> None:
+    """Close the pipeline's open progress bars, so that the error line printed next stands alone on the
+    last line of stderr (nothing is imported when no pipeline ran)."""
+    cache = sys.modules.get("pipelines.cache")
+    if cache is not None:
+        cache.close_progress()
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # global flags may be given after the sub-command too
@@ -100,11 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        close_bars()
         print("vidinv: interrupted", file=sys.stderr)
         return 130
     except Exception as raised:  # one line unless --debug
         if debug:
             raise
+        close_bars()
         exc = unwrap_error(raised)
         if isinstance(exc, VidinvError):
             print(f"vidinv: error: {exc}", file=sys.stderr)

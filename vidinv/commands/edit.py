@@ -165,8 +165,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{res.output}: {res.n_frames} frames, {res.faces_edited} faces edited (tracks {res.targets})")
         return 0
     from pipelines.batch import edit_many
+    from pipelines.outputs import check_folder
 
     out_dir = Path(args.out or "edited")
+    check_folder(out_dir, f"--out {out_dir}", create=True)  # OUT may be created: its last level only
     summary = edit_many(inputs, out_dir, edits, cfg, quiet=args.quiet, offline=offline, allow_no_face=args.allow_no_face)
     failed = [s for s in summary if s["status"] != "ok"]
     for s in summary:
