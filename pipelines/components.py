@@ -177,6 +177,7 @@ def check_models(spec: dict) -> None:
         log.debug("model check skipped on the meta device: %s", exc)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        files = ", ".join(f"--{k} {spec[k]}" for k in ("encoder", "generator") if spec.get(k) not in (None, "tiny"))
+        files = ", ".join(f"--{k} {spec[k]}" for k in ("encoder", "generator")
+                          if spec.get(k) not in (None, "tiny"))
         raise VidinvError(f"the model files do not fit --inverter {spec.get('inverter', 'fs')} ({files}): "
                           f"{type(exc).__name__}: {first}") from None

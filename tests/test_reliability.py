@@ -60,10 +60,12 @@ def edit(clip: Path, direction: Path, *extra: str) -> int:
     (lambda t: ["--out", str(t / "missing" / "deeper" / "o.mp4")], "does not exist"),
     (lambda t: ["--out", str(t / "file.txt" / "o.mp4")], "is a file, not a folder"),
     (lambda t: ["--out", str(t)], "is a folder"),
-    (lambda t: ["--out", str(t / "o.mp4"), "--cache-dir", str(t / "file.txt" / "c")], "is a file, not a folder"),
+    (lambda t: ["--out", str(t / "o.mp4"), "--cache-dir", str(t / "file.txt" / "c")],
+     "is a file, not a folder"),
     (lambda t: ["--out", str(t / "o.mp4"), "--cache-dir", str(t / "missing" / "c")], "does not exist"),
 ])
-def test_exception_output_path_one_line_before_work(clip, direction, tmp_path, capsys, monkeypatch, make, needle):
+def test_exception_output_path_one_line_before_work(clip, direction, tmp_path, capsys, monkeypatch, make,
+                                                     needle):
     (tmp_path / "file.txt").write_text("x")
     monkeypatch.setenv("VIDINV_FAULT", "error:analyze:1")  # any work done would end in this error instead
     rc = edit(clip, direction, *make(tmp_path))
@@ -78,7 +80,8 @@ def test_feature_cache_dir_last_level_created(clip, direction, tmp_path):
 
 
 def test_exception_folder_mode_out_parent_missing(clip, direction, tmp_path, capsys):
-    rc = main(["edit", str(clip.parent), "--attr", f"{direction}=1", *TINY, "--out", str(tmp_path / "a" / "b")])
+    rc = main(["edit", str(clip.parent), "--attr", f"{direction}=1", *TINY,
+               "--out", str(tmp_path / "a" / "b")])
     assert rc == 2 and "does not exist" in one_error_line(capsys) and not (tmp_path / "a").exists()
 
 
@@ -163,8 +166,8 @@ def test_feature_decode_failure_mid_file_leaves_nothing(clip, direction, tmp_pat
     ("error:invert:1", 2, False),      # deterministic: removed
     ("interrupt:invert:1", 130, True),  # Ctrl-C: kept, the rerun resumes
 ])
-def test_feature_cache_kept_only_when_resumable(clip, direction, tmp_path, capsys, monkeypatch, fault, rc_want,
-                                                kept):
+def test_feature_cache_kept_only_when_resumable(clip, direction, tmp_path, capsys, monkeypatch, fault,
+                                                rc_want, kept):
     out = tmp_path / "o.mp4"
     monkeypatch.setenv("VIDINV_FAULT", fault)
     assert edit(clip, direction, "--out", str(out), "--chunk-size", "2") == rc_want
@@ -198,7 +201,8 @@ def test_feature_worker_crash_keeps_cache_and_resumes(clip, direction, tmp_path)
     from pipelines.executors import LocalExecutor
     from vidinv.config import load_config
 
-    cfg = load_config(overrides={"models": {"generator": "tiny", "encoder": "tiny"}, "faces": {"detector": "dlib"},
+    cfg = load_config(overrides={"models": {"generator": "tiny", "encoder": "tiny"},
+                                 "faces": {"detector": "dlib"},
                                  "execution": {"executor": "local", "chunk_size": 2}})
     out = tmp_path / "o.mp4"
     with pytest.raises(Exception, match="crash|died|Worker"):
@@ -228,7 +232,8 @@ def test_feature_resumable_classification():
 def test_feature_error_line_after_progress_bars(clip, direction, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VIDINV_FAULT", "error:invert:2")
     args = ["edit", str(clip), "--attr", f"{direction}=1", "--generator", "tiny", "--encoder", "tiny",
-            "--executor", "local", "--detector", "dlib", "--chunk-size", "2", "--out", str(tmp_path / "o.mp4")]
+            "--executor", "local", "--detector", "dlib", "--chunk-size", "2",
+            "--out", str(tmp_path / "o.mp4")]
     assert main(args) == 2  # no --quiet: the bars are drawn
     err = capsys.readouterr().err
     assert "invert:" in err  # the bar was drawn, then closed before the error
