@@ -1,5 +1,5 @@
-"""Issue 15: `vidinv edit --executor local` killed with SIGKILL (at chunk boundaries through the VIDINV_FAULT test
-hook, during encoding, and at a time), then run again: the same bytes as an uninterrupted run, and nothing
+"""Issue 15: `vidinv edit --executor local` killed with SIGKILL (at chunk boundaries through the VIDINV_FAULT
+test hook, during encoding, and at a time), then run again: the same bytes as an uninterrupted run, and nothing
 left beside the output (no part file, no cache folder). Subprocesses, tiny models, an 8-frame clip."""
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def setup(tmp_path_factory):
     return src, d / "dir.npy", ref.read_bytes(), time.perf_counter() - t0
 
 
-def kill_then_rerun(setup, tmp_path: Path, fault: str | None = None, kill_after: float | None = None) -> list[str]:
+def kill_then_rerun(setup, tmp_path: Path, fault: str | None = None,
+                    kill_after: float | None = None) -> list[str]:
     src, direction, ref, _ = setup
     out = tmp_path / "o.mp4"
     assert run(cmd(src, out, direction), fault=fault, kill_after=kill_after) == -signal.SIGKILL
