@@ -27,9 +27,17 @@ sys.path.insert(0, str(REPO))
 
 
 def edit_cmd(clip: Path, out: Path, executor: str) -> list[str]:
-    return [sys.executable, "-m", "vidinv", "edit", str(clip), "--out", str(out), "--attr", "smile",
-            "--strength", "1.5", "--generator", "tiny", "--encoder", "tiny", "--detector", "dlib",
+    # a random W+ direction sized for the tiny generator (10 x 64): the zoo's directions fit full-size models
+    return [sys.executable, "-m", "vidinv", "edit", str(clip), "--out", str(out), "--attr",
+            f"{clip.parent / 'dir.npy'}=1.5", "--generator", "tiny", "--encoder", "tiny", "--detector", "dlib",
             "--executor", executor, "--chunk-size", "8", "--quiet"]
+
+
+def has_overwrite() -> bool:
+    """Whether this CLI has ``--overwrite`` (an existing output is an error without it)."""
+    res = subprocess.run([sys.executable, "-m", "vidinv", "edit", "--help"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return "--overwrite" in res.stdout
 
 
 def run(cmd: list[str], kill_after: float | None = None) -> tuple[int, float]:
@@ -48,7 +56,7 @@ def run(cmd: list[str], kill_after: float | None = None) -> tuple[int, float]:
 
 
 def leftovers(folder: Path, out: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p != out and p.name != "clip.mp4")
+    return sorted(p.name for p in folder.iterdir() if p != out and p.name not in ("clip.mp4", "dir.npy"))
 
 
 def main() -> int:
@@ -72,6 +80,11 @@ def main() -> int:
             print(f"skip: {src} is absent (the shared clips live in ../shared)")
             return 0
         trim_clip(src, clip, args.frames)
+    import numpy as np
+
+    v = np.random.default_rng(1).standard_normal((1, 640)).astype(np.float32)
+    np.save(work / "dir.npy", v / np.linalg.norm(v))
+    overwrite = has_overwrite()
     ref = work / "ref.mp4"
     rc, full = run(edit_cmd(clip, ref, args.executor))
     if rc != 0:
@@ -80,20 +93,25 @@ def main() -> int:
     ref_bytes = ref.read_bytes()
     ref.rename(work / "ref.keep")
     out = work / "out.mp4"
-    same = clean = 0
+    same = clean = n_done = 0
     for i in range(args.runs):
         kill_at = rng.uniform(0.1, 0.95) * full
         rc1, _ = run(edit_cmd(clip, out, args.executor), kill_after=kill_at)
-        rc2, t2 = run(edit_cmd(clip, out, args.executor) + (["--overwrite"] if out.exists() else []))
+        finished = out.exists()  # the kill came after the output was complete
+        if finished and not overwrite:
+            out.unlink()
+        rc2, t2 = run(edit_cmd(clip, out, args.executor) + (["--overwrite"] if finished and overwrite else []))
         ok = rc2 == 0 and out.is_file() and out.read_bytes() == ref_bytes
         left = [n for n in leftovers(work, out) if n != "ref.keep"]
         same += ok
+        n_done += finished
         clean += not left
         print(f"run {i + 1:2d}: killed at {kill_at:5.1f}s (exit {rc1}), rerun exit {rc2} in {t2:5.1f}s, "
               f"identical={ok}, left beside={left or 'nothing'}")
         if out.exists():
             out.unlink()
-    print(f"uninterrupted run {full:.1f}s; {same}/{args.runs} byte-identical, {clean}/{args.runs} left nothing")
+    print(f"uninterrupted run {full:.1f}s; {same}/{args.runs} byte-identical, {clean}/{args.runs} left nothing; "
+          f"{n_done} of {args.runs} kills came after the output was complete")
     return 0 if same == clean == args.runs else 1
 
 
