@@ -99,7 +99,7 @@ def build_models(official, size: int):
     torch.manual_seed(0)
     if official is None:
         G = Generator(size, 512, 8).eval()
-        enc = load_fs_encoder({k: v for k, v in _random_encoder_sd().items()})
+        enc = load_fs_encoder(_random_encoder_sd())
         latent_avg = torch.randn(512) * 0.1
         return None, None, None, G, FSInverter(enc, latent_avg).eval()
     OffG, OffEnc, off_down, off_iresnet50 = official
@@ -109,6 +109,7 @@ def build_models(official, size: int):
         torch.save(off_iresnet50().state_dict(), path)
         oenc = OffEnc(n_styles=oG.n_latent, opts=argparse.Namespace(arcface_model_path=str(path)),
                       stride=(2, 2)).eval()
+    calibrate_bn(oenc)
     with torch.no_grad():
         latent_avg = oG.mean_latent(1000)[0]
     G, _ = load_generator(oG.state_dict())
@@ -116,10 +117,29 @@ def build_models(official, size: int):
     return oG, oenc, (latent_avg, off_down), G, inv
 
 
+def calibrate_bn(model: nn.Module) -> None:
+    """BN running stats from one train-mode pass over smooth synthetic faces (random deep nets blow up otherwise)."""
+    g = torch.Generator().manual_seed(5)
+    x = F.interpolate(torch.randn(2, 3, 8, 8, generator=g) * 0.6, size=256, mode="bilinear", align_corners=False)
+    x = (x + 0.15 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+
+
 def _random_encoder_sd():
     from vidinv.models.fs_encoder import FSEncoder
 
-    return FSEncoder().state_dict()
+    enc = FSEncoder()
+    calibrate_bn(enc)
+    return enc.state_dict()
 
 
 # ----------------------------------------------------------------------------- timing

@@ -416,12 +416,14 @@ class Generator(nn.Module):
             plan += [(i, self.convs[2 * j], None), (i + 1, self.convs[2 * j + 1], (rgb, i + 2))]
         return plan
 
+    def _nhwc(self, x: Tensor) -> Tensor:
+        """Activations in NHWC: much faster convs / depthwise blurs with oneDNN on the CPU."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def _run(self, latent: Tensor, noise: Sequence[Tensor | None], features_in: Mapping[int, Tensor],
              feature_scale: float, stop: int | None = None, return_features: bool = False):
         """Run the layers; ``stop=k`` returns feature k (no RGB); otherwise ``(image, features)``."""
-        x = self.input(latent.shape[0])
-        if self.channels_last:  # NHWC: much faster convs / depthwise blurs with oneDNN on the CPU
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._nhwc(self.input(latent.shape[0]))
         feats = [x.contiguous()] if return_features else None
         if stop == 0:
             return x
@@ -429,8 +431,9 @@ class Generator(nn.Module):
 
     def _layers(self, plan: list, start: int, x: Tensor, skip: Tensor | None, latent: Tensor,
                 noise: Sequence[Tensor | None], fin: Mapping[int, Tensor], scale: float, stop: int | None,
-                feats: list[Tensor] | None):
-        """``plan[start:]`` on ``x`` (and the RGB ``skip``); returns feature ``stop`` or ``(image, feats)``.
+                feats: list[Tensor] | None, with_skip: bool = False):
+        """``plan[start:]`` on ``x`` (and the RGB ``skip``); returns feature ``stop`` (with ``with_skip``:
+        and the RGB skip so far, the ToRGB of that layer included), or ``(image, feats)``.
 
         A batch switches to one sample at a time at the first layer whose per-sample activations
         outnumber its weight: from there on folding style and demodulation into the weight (the
@@ -441,21 +444,23 @@ class Generator(nn.Module):
         for n in range(start, len(plan)):
             t, conv, rgb = plan[n]
             if self.per_sample and x.shape[0] > 1 and x[0].numel() > conv.conv.weight.numel():
-                return self._per_sample(plan, n, x, skip, latent, noise, fin, scale, stop, feats)
+                return self._per_sample(plan, n, x, skip, latent, noise, fin, scale, stop, feats, with_skip)
             f = fin.get(t)  # the official insert_feature: x <- (1-s) x + s f_t
-            x = x if f is None else (1 - scale) * x + scale * f.to(x.dtype)
+            x = x if f is None else self._nhwc((1 - scale) * x + scale * f.to(x.dtype))
             x = conv(x, latent[:, t], noise[t])
             if feats is not None:
                 feats.append(x.contiguous())
-            if stop == t + 1:
+            if stop == t + 1 and not with_skip:
                 return x
             if rgb is not None:
                 skip = rgb[0](x, latent[:, rgb[1]], skip)
+            if stop == t + 1:
+                return x, skip
         return skip.contiguous(), feats
 
     def _per_sample(self, plan: list, n: int, x: Tensor, skip: Tensor | None, latent: Tensor,
                     noise: Sequence[Tensor | None], fin: Mapping[int, Tensor], scale: float, stop: int | None,
-                    feats: list[Tensor] | None):
+                    feats: list[Tensor] | None, with_skip: bool = False):
         """``plan[n:]`` one sample at a time (batch-1 entries of noise / features are shared); results concatenated."""
         outs = []
         for b in range(x.shape[0]):
@@ -463,9 +468,9 @@ class Generator(nn.Module):
                 return v if v is None or v.shape[0] == 1 else v[b:b + 1]
             outs.append(self._layers(plan, n, x[b:b + 1], one(skip), latent[b:b + 1], [one(z) for z in noise],
                                      {k: one(f) for k, f in fin.items()}, scale, stop,
-                                     None if feats is None else []))
+                                     None if feats is None else [], with_skip))
         if stop is not None:
-            return torch.cat(outs)
+            return tuple(torch.cat(o) for o in zip(*outs)) if with_skip else torch.cat(outs)
         if feats is not None:
             feats += [torch.cat(f) for f in zip(*(o[1] for o in outs))]
         return torch.cat([o[0] for o in outs]), feats
@@ -507,8 +512,10 @@ class Generator(nn.Module):
         img, feats = self._run(latent, noise, fin, feature_scale, return_features=return_features)
         return (img, feats) if return_features else img
 
-    def features_at(self, w: Tensor, k: int = 5, noise: Sequence[Tensor | None] | None = None) -> Tensor:
-        """G^K(w): feature ``k`` of the official list; runs only the layers up to it (no RGB).
+    def features_at(self, w: Tensor, k: int = 5, noise: Sequence[Tensor | None] | None = None,
+                    return_skip: bool = False):
+        """G^K(w): feature ``k`` of the official list; runs only the layers up to it (no RGB unless
+        ``return_skip``: then also the RGB skip through layer k, for :meth:`synthesis_from`).
 
         Shape:
             w ``[B, L, sd]`` or ``[B, sd]`` -> ``[B, C_r, r, r]`` (``[B, C16, 16, 16]`` for k=5).
@@ -517,7 +524,29 @@ class Generator(nn.Module):
             raise VidinvError(f"feature index k must be in 0..{self.n_latent - 1}, got {k}")
         latent = self._latent(w)
         noise = _as_noise_list(self.stored_noise() if noise is None else noise, self, latent.shape[0])
-        return self._run(latent, noise, {}, 1.0, stop=k).contiguous()
+        if not return_skip:
+            return self._run(latent, noise, {}, 1.0, stop=k).contiguous()
+        if k < 1:
+            raise VidinvError(f"return_skip needs a feature index k >= 1, got {k}")
+        x = self._nhwc(self.input(latent.shape[0]))
+        x, skip = self._layers(self._plan(), 0, x, None, latent, noise, {}, 1.0, k, None, with_skip=True)
+        return x.contiguous(), skip
+
+    def synthesis_from(self, k: int, x: Tensor, skip: Tensor, w: Tensor,
+                       noise: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Resume a render at layer ``k``: ``x`` is feature k, ``skip`` the RGB of the layers before
+        (both from ``features_at(w, k, noise, return_skip=True)``, x possibly replaced). Equals
+        ``synthesis(w, noise, feature_in=x, feature_idx=k)`` without re-running layers 0..k-1.
+
+        Shape:
+            x ``[B, C_r, r, r]``, skip ``[B, 3, r', r']``, w ``[B, L, sd]`` -> ``[B, 3, S, S]``.
+        """
+        latent = self._latent(w)
+        B = latent.shape[0]
+        self._check_feature(x, k, B)
+        noise = _as_noise_list(self.stored_noise() if noise is None else noise, self, B)
+        img, _ = self._layers(self._plan(), k, self._nhwc(x), skip, latent, noise, {}, 1.0, None, None)
+        return img
 
     def forward(self, styles: Tensor | Sequence[Tensor], input_is_latent: bool = False,
                 noise: Sequence[Tensor | None] | None = None, randomize_noise: bool = True, truncation: float = 1,
