@@ -118,9 +118,10 @@ def build_models(official, size: int):
 
 
 def calibrate_bn(model: nn.Module) -> None:
-    """BN running stats from one train-mode pass over smooth synthetic faces (random deep nets blow up otherwise)."""
+    """BN running stats from one train-mode pass over smooth synthetic images (random deep nets blow up)."""
     g = torch.Generator().manual_seed(5)
-    x = F.interpolate(torch.randn(2, 3, 8, 8, generator=g) * 0.6, size=256, mode="bilinear", align_corners=False)
+    x = torch.randn(2, 3, 8, 8, generator=g) * 0.6
+    x = F.interpolate(x, size=256, mode="bilinear", align_corners=False)
     x = (x + 0.15 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for m in bns:
@@ -201,9 +202,11 @@ def bench_vs_official(models, args, device) -> None:
     with torch.no_grad():
         if oG is not None:
             err = (oG([w], noise=noise, input_is_latent=True)[0] - G.synthesis(w, noise)).abs().max().item()
-            e_err = (official_edit(oG, oenc, extra, img, d, noise) - ours_edit(G, inv, img, d, noise)).abs().max()
+            e_off, e_ours = official_edit(oG, oenc, extra, img, d, noise), ours_edit(G, inv, img, d, noise)
+            e_err = (e_off - e_ours).abs().max()
             print(f"parity: synthesis max abs diff {err:.2e}, edit frame max abs diff {e_err.item():.2e}")
-        fns = {"ours G b1": lambda: G.synthesis(w, noise), f"ours G b{args.batch}": lambda: G.synthesis(wb, noise)}
+        fns = {"ours G b1": lambda: G.synthesis(w, noise),
+               f"ours G b{args.batch}": lambda: G.synthesis(wb, noise)}
         if oG is not None:
             fns = {"official G b1": lambda: oG([w], noise=noise, input_is_latent=True), **fns}
         t = interleaved(fns, args.repeats, device)
@@ -250,13 +253,15 @@ def bench_stages(G, inv, args, device) -> None:
             nz2 = [n if n.shape[0] == 1 else torch.cat([n, n]) for n in nz]
             Fe = Fc + (lambda gk: gk[B:] - gk[:B])(g.features_at(torch.cat([w, w1]), 5, nz2))
             out = feature_edit(g, w, Fc, w1, nz).float()
-            t = interleaved({"encoder": lambda: v(x), "G^K pair": lambda: g.features_at(torch.cat([w, w1]), 5, nz2),
+            t = interleaved({"encoder": lambda: v(x),
+                             "G^K pair": lambda: g.features_at(torch.cat([w, w1]), 5, nz2),
                              "final render": lambda: g.synthesis(w1, nz, feature_in=Fe, feature_idx=5),
                              "edit chain": lambda: feature_edit(g, *v(x), w1, nz)}, args.repeats, device)
         ref = out if ref is None and name == "fp32" else ref
         err = f"{(out - ref).abs().max().item():.2e}" if ref is not None else "n/a (no fp32 run)"
         stages = ", ".join(f"{k} {B / s:.2f}" for k, s in t.items())
-        print(f"{name}: frames/s: {stages}; edit max abs err vs fp32 {err}; finite {bool(out.isfinite().all())}")
+        fin = bool(out.isfinite().all())
+        print(f"{name}: frames/s: {stages}; edit max abs err vs fp32 {err}; finite {fin}")
 
 
 def main() -> None:
@@ -267,7 +272,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8, help="ours: batch of the per-image synthesis comparison")
-    ap.add_argument("--stage-batch", type=int, default=0, help="batch of the per-stage table (0: 1 CPU, 8 CUDA)")
+    ap.add_argument("--stage-batch", type=int, default=0, help="per-stage batch (0: 1 on CPU, 8 on CUDA)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtypes", nargs="+", default=None, help="default: fp32 on CPU, fp32 fp16 bf16 on CUDA")
     ap.add_argument("--skip", nargs="*", default=[], choices=["official", "stages"], help="sections to skip")
@@ -280,7 +285,7 @@ def main() -> None:
     official = None
     if not args.no_official:
         if not args.official:
-            sys.exit("set VIDINV_OFFICIAL_FS=<FeatureStyleEncoder checkout> or pass --official, or --no-official")
+            sys.exit("set VIDINV_OFFICIAL_FS=<FeatureStyleEncoder checkout>, or --official, or --no-official")
         official = load_official(Path(args.official))
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, size {args.size}, "
           f"{os.cpu_count()} CPUs, {_load()}")

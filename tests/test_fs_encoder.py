@@ -250,7 +250,8 @@ def test_fast_path_equals_reference(encoder, encoder_cases):
             ref = encoder(x, return_intermediates=True)
         finally:
             encoder.fast = True
-    for a, b in [(fast[0], ref[0]), (fast[1], ref[1]), *zip(fast[2]["block_outputs"], ref[2]["block_outputs"])]:
+    pairs = [(fast[0], ref[0]), (fast[1], ref[1]), *zip(fast[2]["block_outputs"], ref[2]["block_outputs"])]
+    for a, b in pairs:
         scale = b.abs().max().item()  # float32 reassociation across ~50 layers: relative to the map's scale
         torch.testing.assert_close(a, b, atol=2e-5 * scale, rtol=1e-4)
         assert a.is_contiguous()

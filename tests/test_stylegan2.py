@@ -367,7 +367,7 @@ def _set_fast(G, on: bool) -> None:
 
 
 def test_batch_per_sample_equals_single_and_reference(tiny, monkeypatch):
-    """A batch (switching to one sample at a time at the big layers) == each sample alone == the batched path."""
+    """A batch (one sample at a time from the big layers on) == each sample alone == the batched path."""
     g = torch.Generator().manual_seed(3)
     B = 4
     w = torch.randn(B, tiny.n_latent, tiny.style_dim, generator=g)
@@ -383,8 +383,9 @@ def test_batch_per_sample_equals_single_and_reference(tiny, monkeypatch):
         assert calls, "the tiny generator should reach the per-sample switch"
         for b in range(B):
             nb = [n if n.shape[0] == 1 else n[b:b + 1] for n in noise]
+            fin = [None] * 5 + [f5[b:b + 1]] + [None] * (tiny.n_latent - 6)
             one, fb = tiny([w[b:b + 1]], input_is_latent=True, noise=nb, return_features=True,
-                           features_in=[None] * 5 + [f5[b:b + 1]] + [None] * (tiny.n_latent - 6), feature_scale=0.7)
+                           features_in=fin, feature_scale=0.7)
             torch.testing.assert_close(img[b:b + 1], one, atol=1e-5, rtol=0)
             for f, f1 in zip(feats, fb):
                 torch.testing.assert_close(f[b:b + 1], f1, atol=1e-5, rtol=0)

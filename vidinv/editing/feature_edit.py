@@ -54,6 +54,6 @@ def feature_edit(G, w: Tensor, F: Tensor, w_edit: Tensor | None = None, noise: S
     if g.shape[1:] != F.shape[1:]:
         raise VidinvError(f"F must be [B, {g.shape[1]}, {g.shape[2]}, {g.shape[3]}] for layer k={k}, got {list(F.shape)}")
     F_edit = F + (g[B:] - g[:B]).to(F.dtype)
-    # the render G(w~, F~) resumes at layer k: layers 0..k-1 of w~ ran above (the official insert_feature blend)
+    # G(w~, F~) resumes at layer k (layers 0..k-1 of w~ ran above) after the official insert_feature blend
     x = (1 - feature_scale) * g[B:] + feature_scale * F_edit.to(g.dtype)
     return G.synthesis_from(k, x, skip[B:], w_edit, noise)

@@ -82,7 +82,10 @@ def preprocess(x: Tensor, size: int = ENCODER_SIZE) -> Tensor:
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """``bn(conv(x))`` in eval mode as one conv: weight ``W g / sqrt(v + eps)``, bias ``b - m g / sqrt(v + eps)``.
+    """``bn(conv(x))`` in eval mode as one conv.
+
+    Weight ``W g / sqrt(v + eps)``, bias ``b - m g / sqrt(v + eps)`` (g, b, m, v: the BN's
+    parameters and running stats).
 
     Folded in float64; the weight comes back channels_last (oneDNN's fast layout on the CPU).
     """
@@ -168,8 +171,9 @@ class FSEncoder(nn.Module):
         self._fold_cache: tuple = ((), {})
 
     def _folded(self, x: Tensor) -> dict[nn.Module, tuple[Tensor, Tensor]]:
-        """Every conv followed by a BN, folded (see :func:`fold_conv_bn`); recomputed when a weight changes."""
-        key = (x.device, x.dtype, *((t.data_ptr(), t._version) for t in self.state_dict(keep_vars=True).values()))
+        """Every conv followed by a BN, folded (:func:`fold_conv_bn`); recomputed when a weight changes."""
+        tensors = self.state_dict(keep_vars=True).values()
+        key = (x.device, x.dtype, *((t.data_ptr(), t._version) for t in tensors))
         if self._fold_cache[0] != key:
             pairs = [(self.conv[0], self.conv[1]), (self.content_layer[1], self.content_layer[2]),
                      (self.content_layer[4], self.content_layer[5])]
@@ -198,7 +202,8 @@ class FSEncoder(nn.Module):
             for block in stage:
                 x = _block_fast(block, P, x) if fast else block(x)
             if i == 2:
-                content = _content_fast(self.content_layer, P, x) if fast else self.content_layer(x)  # [B,C,16,16]
+                layer = self.content_layer
+                content = _content_fast(layer, P, x) if fast else layer(x)  # [B, C, 16, 16]
             blocks.append(x)
             pooled.append(self.avg_pool(x))
         if fast:

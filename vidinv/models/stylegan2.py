@@ -406,7 +406,8 @@ class Generator(nn.Module):
                           f"got {list(w.shape)}")
 
     def _plan(self) -> list[tuple[int, StyledConv, tuple[ToRGB, int] | None]]:
-        """The synthesis layers in order: (noise/latent index t, conv, (ToRGB, its latent index) after it or None).
+        """The synthesis layers in order: ``(t, conv, rgb)`` with t the noise/latent index and rgb the
+        ``(ToRGB, its latent index)`` that follows the conv, or None.
 
         Conv ``t`` consumes feature ``t`` and produces feature ``t + 1``.
         """
@@ -461,7 +462,7 @@ class Generator(nn.Module):
     def _per_sample(self, plan: list, n: int, x: Tensor, skip: Tensor | None, latent: Tensor,
                     noise: Sequence[Tensor | None], fin: Mapping[int, Tensor], scale: float, stop: int | None,
                     feats: list[Tensor] | None, with_skip: bool = False):
-        """``plan[n:]`` one sample at a time (batch-1 entries of noise / features are shared); results concatenated."""
+        """``plan[n:]`` one sample at a time (batch-1 noise / features are shared); results concatenated."""
         outs = []
         for b in range(x.shape[0]):
             def one(v: Tensor | None) -> Tensor | None:
