@@ -399,3 +399,16 @@ def test_batch_per_sample_equals_single_and_reference(tiny, monkeypatch):
         torch.testing.assert_close(img, ref[0], atol=1e-5, rtol=0)
         assert len(feats) == len(ref[1]) == tiny.n_latent
         torch.testing.assert_close(tiny.features_at(w, 7, noise), ref_k, atol=1e-5, rtol=0)
+
+
+def test_synthesis_from_resumes_and_checks(tiny):
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(2, tiny.n_latent, tiny.style_dim, generator=g)
+    with torch.no_grad():
+        x, skip = tiny.features_at(w, 5, return_skip=True)
+        torch.testing.assert_close(x, tiny.features_at(w, 5), atol=1e-6, rtol=0)
+        torch.testing.assert_close(tiny.synthesis_from(5, x, skip, w), tiny.synthesis(w), atol=1e-5, rtol=0)
+        with pytest.raises(VidinvError, match="return_skip needs"):
+            tiny.features_at(w, 0, return_skip=True)
+        with pytest.raises(VidinvError, match="feature 5 must be"):
+            tiny.synthesis_from(5, x[:, :3], skip, w)
