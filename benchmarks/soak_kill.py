@@ -3,7 +3,7 @@
 Every final output must be byte-identical to an uninterrupted run, and nothing may be left beside
 it (no part file, no cache folder). Prints one line per run and a summary.
 
-    python benchmarks/soak_kill.py --runs 20 [--clip PATH] [--frames 50] [--executor local]
+    python benchmarks/soak_kill.py --runs 20 [--clip PATH] [--frames 50] [--chunk-size 8] [--executor local]
 
 Tiny random-weight models (no download); the clip defaults to the first --frames frames of a shared
 talking-head clip (../shared/media/videos).
@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
 
-def edit_cmd(clip: Path, out: Path, executor: str) -> list[str]:
+def edit_cmd(clip: Path, out: Path, executor: str, chunk: int = 8) -> list[str]:
     # a random W+ direction sized for the tiny generator (10 x 64): the zoo's directions fit full-size models
     return [sys.executable, "-m", "vidinv", "edit", str(clip), "--out", str(out), "--attr",
             f"{clip.parent / 'dir.npy'}=1.5", "--generator", "tiny", "--encoder", "tiny", "--detector", "dlib",
-            "--executor", executor, "--chunk-size", "8", "--quiet"]
+            "--executor", executor, "--chunk-size", str(chunk), "--quiet"]
 
 
 def has_overwrite() -> bool:
@@ -66,6 +66,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--executor", default="local")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chunk-size", type=int, default=8)
     args = ap.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="vidinv-soak-"))
@@ -86,7 +87,7 @@ def main() -> int:
     np.save(work / "dir.npy", v / np.linalg.norm(v))
     overwrite = has_overwrite()
     ref = work / "ref.mp4"
-    rc, full = run(edit_cmd(clip, ref, args.executor))
+    rc, full = run(edit_cmd(clip, ref, args.executor, args.chunk_size))
     if rc != 0:
         print(f"the uninterrupted run failed (exit {rc})")
         return 1
@@ -96,11 +97,11 @@ def main() -> int:
     same = clean = n_done = 0
     for i in range(args.runs):
         kill_at = rng.uniform(0.1, 0.95) * full
-        rc1, _ = run(edit_cmd(clip, out, args.executor), kill_after=kill_at)
+        rc1, _ = run(edit_cmd(clip, out, args.executor, args.chunk_size), kill_after=kill_at)
         finished = out.exists()  # the kill came after the output was complete
         if finished and not overwrite:
             out.unlink()
-        rc2, t2 = run(edit_cmd(clip, out, args.executor) + (["--overwrite"] if finished and overwrite else []))
+        rc2, t2 = run(edit_cmd(clip, out, args.executor, args.chunk_size) + (["--overwrite"] if finished and overwrite else []))
         ok = rc2 == 0 and out.is_file() and out.read_bytes() == ref_bytes
         left = [n for n in leftovers(work, out) if n != "ref.keep"]
         same += ok
