@@ -97,7 +97,9 @@ def main() -> int:
     same = clean = n_done = 0
     for i in range(args.runs):
         kill_at = rng.uniform(0.1, 0.95) * full
-        rc1, _ = run(edit_cmd(clip, out, args.executor, args.chunk_size), kill_after=kill_at)
+        rc1, t1 = run(edit_cmd(clip, out, args.executor, args.chunk_size), kill_after=kill_at)
+        if rc1 == 0:  # finished before its kill (the machine got faster): later kills use this duration
+            full = min(full, t1)
         finished = out.exists()  # the kill came after the output was complete
         if finished and not overwrite:
             out.unlink()
