@@ -88,6 +88,7 @@ def main() -> int:
     overwrite = has_overwrite()
     ref = work / "ref.mp4"
     rc, full = run(edit_cmd(clip, ref, args.executor, args.chunk_size))
+    ref_time = full
     if rc != 0:
         print(f"the uninterrupted run failed (exit {rc})")
         return 1
@@ -113,7 +114,7 @@ def main() -> int:
               f"identical={ok}, left beside={left or 'nothing'}")
         if out.exists():
             out.unlink()
-    print(f"uninterrupted run {full:.1f}s; {same}/{args.runs} byte-identical, {clean}/{args.runs} left nothing; "
+    print(f"uninterrupted run {ref_time:.1f}s; {same}/{args.runs} byte-identical, {clean}/{args.runs} left nothing; "
           f"{n_done} of {args.runs} kills came after the output was complete")
     return 0 if same == clean == args.runs else 1
 
