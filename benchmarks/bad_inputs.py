@@ -68,13 +68,15 @@ def make_inputs(d: Path) -> dict[str, Path]:
 def cases(d: Path) -> list[tuple[str, list[str], str, bool]]:
     """``(label, args, input file to hash, expect success)``."""
     f, a = (lambda n: str(d / n)), (lambda n: ["--attr", f"{d / 'dir.npy'}={n}"])
-    gen = ["--generator", str(NARROW / "generator_rosinality.pt"), "--executor", "local", "--detector", "dlib",
+    gen = ["--generator", str(NARROW / "generator_rosinality.pt"), "--executor", "local",
+           "--detector", "dlib",
            "--quiet"]
     face = f("face.mp4")
     return [
         ("missing file", [f("missing.mp4"), "--invert-only", *TINY], "", False),
         ("empty file", [f("empty.mp4"), "--invert-only", *TINY], f("empty.mp4"), False),
-        ("truncated (half the bytes)", [f("truncated.mp4"), "--invert-only", *TINY], f("truncated.mp4"), False),
+        ("truncated (half the bytes)", [f("truncated.mp4"), "--invert-only", *TINY], f("truncated.mp4"),
+         False),
         ("random bytes", [f("random.mp4"), "--invert-only", *TINY], f("random.mp4"), False),
         ("audio-only file", [f("audio_only.m4a"), "--invert-only", *TINY], f("audio_only.m4a"), False),
         ("text file", [f("text.mp4"), "--invert-only", *TINY], f("text.mp4"), False),
@@ -86,7 +88,8 @@ def cases(d: Path) -> list[tuple[str, list[str], str, bool]]:
         ("--out in a read-only folder", [face, *a(1), *TINY, "--out", f("ro/o.mp4")], face, False),
         ("--cache-dir under a file", [face, *a(1), *TINY, "--out", f("o4.mp4"), "--cache-dir", f("afile/c")],
          face, False),
-        ("wrong-layout --encoder", [face, *a(1), *gen, "--encoder", str(NARROW / "iresnet50.pt")], face, False),
+        ("wrong-layout --encoder", [face, *a(1), *gen, "--encoder", str(NARROW / "iresnet50.pt")], face,
+         False),
         ("pickled --encoder", [face, *a(1), *gen, "--encoder", f("pickled.pt")], face, False),
         ("no face", [f("noface.mp4"), "--invert-only", *TINY, "--out", f("o5.mp4")], f("noface.mp4"), False),
         ("existing output, no --overwrite", [face, *a(1), *TINY, "--out", f("existing.mp4")], face, False),
@@ -123,7 +126,8 @@ def main() -> int:
     rows, ok_all = [], True
     for label, argv, src, success in cases(d):
         before = sha(src)
-        rc, lines = run_case(argv, as_nobody=label.endswith("read-only folder") and os.geteuid() == 0, home=home)
+        nobody = label.endswith("read-only folder") and os.geteuid() == 0
+        rc, lines = run_case(argv, as_nobody=nobody, home=home)
         unchanged = sha(src) == before
         if success:
             ok = rc == 0 and unchanged and len(lines) == 1 and "outside the useful range" in lines[0]

@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 def edit_cmd(clip: Path, out: Path, executor: str, chunk: int = 8) -> list[str]:
     # a random W+ direction sized for the tiny generator (10 x 64): the zoo's directions fit full-size models
     return [sys.executable, "-m", "vidinv", "edit", str(clip), "--out", str(out), "--attr",
-            f"{clip.parent / 'dir.npy'}=1.5", "--generator", "tiny", "--encoder", "tiny", "--detector", "dlib",
+            f"{clip.parent / 'dir.npy'}=1.5", "--generator", "tiny", "--encoder", "tiny",
+            "--detector", "dlib",
             "--executor", executor, "--chunk-size", str(chunk), "--quiet"]
 
 
@@ -104,7 +105,8 @@ def main() -> int:
         finished = out.exists()  # the kill came after the output was complete
         if finished and not overwrite:
             out.unlink()
-        rc2, t2 = run(edit_cmd(clip, out, args.executor, args.chunk_size) + (["--overwrite"] if finished and overwrite else []))
+        again = edit_cmd(clip, out, args.executor, args.chunk_size)
+        rc2, t2 = run(again + (["--overwrite"] if finished and overwrite else []))
         ok = rc2 == 0 and out.is_file() and out.read_bytes() == ref_bytes
         left = [n for n in leftovers(work, out) if n != "ref.keep"]
         same += ok
@@ -114,7 +116,8 @@ def main() -> int:
               f"identical={ok}, left beside={left or 'nothing'}")
         if out.exists():
             out.unlink()
-    print(f"uninterrupted run {ref_time:.1f}s; {same}/{args.runs} byte-identical, {clean}/{args.runs} left nothing; "
+    print(f"uninterrupted run {ref_time:.1f}s; {same}/{args.runs} byte-identical, "
+          f"{clean}/{args.runs} left nothing; "
           f"{n_done} of {args.runs} kills came after the output was complete")
     return 0 if same == clean == args.runs else 1
 
