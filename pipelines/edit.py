@@ -173,7 +173,7 @@ class EditPipeline:
 
         bar = Progress(info.n_frames, "detect", self.quiet)
         kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side,
-                  upsample=self.cfg.faces.detect_upsample)
+                  upsample=self.cfg.faces.detect_upsample, min_face=self.cfg.faces.min_face)
         out = list(cached_map(self.executor, AnalyzeStage, kw, self._ranges(info),
                               lambda a, b: dict(path=str(path), start=a, stop=b), cache, "analyze", gpu=False,
                               progress=bar))

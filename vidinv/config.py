@@ -38,8 +38,9 @@ class FaceConfig:
     face: str = "largest"
     detect_max_side: int = 480
     detect_upsample: int = 0
+    min_face: int | None = 128
     max_gap: int = 8
-    cut_threshold: float = 0.5
+    cut_threshold: float | str = "auto"
     min_track_length: int = 3
 
 
@@ -70,6 +71,7 @@ class EditSettings:
 class OutputConfig:
     crf: int = 18
     preset: str = "medium"
+    overwrite: bool = False
 
 
 @dataclass

@@ -57,6 +57,10 @@ PIPELINE_FLAGS = (
         action="store_true", help="allow checkpoints that need unpickling code (unsafe)")),
     ConfigFlag("faces", "--detector", "faces.detector", dict(
         help="auto | dlib | fan | insightface (default {default})")),
+    ConfigFlag("faces", "--min-face", "faces.min_face", dict(
+        type=int, metavar="PX",
+        help="smallest face to find, in frame pixels: dlib detects on a copy sized so that such a face is "
+             "found (upscaled when needed; slower for smaller faces) (default {default})")),
     ConfigFlag("faces", "--face", "faces.face", dict(
         help="largest | all | a track id from 'vidinv faces' (default {default})")),
     ConfigFlag("execution", "--executor", "execution.executor", dict(
@@ -85,6 +89,9 @@ EDIT_FLAGS = (
         choices=["alpha", "laplacian", "poisson"], help="paste-back blending (default {default})")),
     ConfigFlag("edit", "--crf", "output.crf", dict(
         type=int, help="H.264 quality, lower is better (default {default})")),
+    ConfigFlag("edit", "--overwrite", "output.overwrite", dict(
+        action="store_true", help="replace an existing output (atomically); without it an existing output "
+                                  "is an error before any work")),
     ConfigFlag("edit", "--flow-refine", "stabilize.flow_refine", dict(
         action="store_true", help="refine landmarks by Lucas-Kanade optical flow (official pipeline)")),
 )
