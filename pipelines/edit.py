@@ -28,7 +28,8 @@ import numpy as np
 
 from pipelines.cache import ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, run_key, timed
 from pipelines.geometry import Target, plan_geometry, smooth_runs
-from pipelines.outputs import default_output, edit_tag
+from pipelines.outputs import default_output, edit_tag, existing_output
+from pipelines.report import build_report, clip_facts, facts_frame_times, write_report
 from pipelines.spec import model_dims
 from vidinv.config import PipelineConfig
 from vidinv.editing.temporal import EditPlan, as_wplus, edit_deltas, frame_code
@@ -51,6 +52,7 @@ class EditResult:
     timings: dict = field(default_factory=dict)
     copied_through: bool = False
     chunks: dict = field(default_factory=dict)  # pass -> {'reused': n, 'computed': m} chunks
+    report: dict = field(default_factory=dict)  # the run report (pipelines.report.build_report)
 
 
 class EditPipeline:
@@ -77,36 +79,50 @@ class EditPipeline:
         return self._executor
 
     def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
-                 edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False) -> EditResult:
+                 edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False,
+                 codes: str | os.PathLike | None = None, report: str | os.PathLike | None = None,
+                 preview: str | os.PathLike | None = None) -> EditResult:
+        """Edit ``input_path`` into ``output_path``. ``codes``: a bundle of ``vidinv invert`` (skips detection,
+        tracking and inversion); ``report``: also write the run report as JSON (it is always in
+        ``EditResult.report``); ``preview``: also write the side-by-side preview video."""
         timings: dict[str, float] = {}
         # 1. probe the input, resolve models and edits: everything that can fail does so before any work
         src, out, info = self.probe(input_path, output_path, edits)
+        for path, what in ((out, "output"), (report, "report"), (preview, "preview")):
+            if path:
+                existing_output(path, self.cfg.output.overwrite, what)
         edits = list(edits or [])
         spec = self.model_spec()
         parser = self.parser()
         plan = self.resolve_edits(edits, spec)
         cache_root = self.cache_root(out)
         cache = ChunkCache(cache_root, run_key(src, self.cfg, edits))
-        # 2. analyse: faces, landmarks and histograms of every frame
-        with timed(timings, "analyze_s"):
-            analysis = self.analyze(src, info, cache)
-        # 3. plan: cuts, tracks, targets and their smoothed geometry
-        with timed(timings, "plan_s"):
-            targets, _, cuts = self.plan(src, info, analysis, spec, cache)
+        if codes:  # 2-4 from a codes bundle (checked against this clip and these models first)
+            from pipelines.codes import load_bundle
+
+            targets, saved_codes, facts = load_bundle(codes, src, info, spec, self.cfg)
+        else:
+            targets, facts = self._analyze_and_plan(src, info, spec, cache, timings)
         if not any(t.valid.any() for t in targets):
-            return self._copy_through(src, out, info, allow_no_face, cache_root, timings)
+            res = self._copy_through(src, out, info, allow_no_face, cache_root, timings)
+            return self._finish(res, src, facts, edits, codes, None, report)
         log.info("editing %d face track(s): %s", len(targets),
                  ", ".join(f"#{t.track_id} frames {t.frames[0]}-{t.frames[1] - 1}" for t in targets))
         store = CodeStore(cache.root)
         try:
             # 4. invert the target faces
             with timed(timings, "invert_s"):
-                codes = self.invert(src, info, targets, spec, cache, store)
+                code = saved_codes if codes else self.invert(src, info, targets, spec, cache, store)
             # 5. edit the codes over time
-            per_target = self.edit_codes(targets, codes, plan, cuts, self.frame_times(analysis, info), store)
+            per_target = self.edit_codes(targets, code, plan, facts["cuts"], facts_frame_times(facts), store)
             # 6. render, paste back and encode
             with timed(timings, "render_write_s"):
                 n_written = self.render(src, out, info, targets, per_target, spec, parser, cache)
+            if preview:
+                from pipelines.preview import write_preview
+
+                with timed(timings, "preview_s"):
+                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts)
         finally:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
@@ -114,8 +130,27 @@ class EditPipeline:
         log.info("chunks reused/computed: %s",
                  ", ".join(f"{k} {v['reused']}/{v['computed']}" for k, v in cache.stats.items()))
         self._cleanup(cache_root)
-        return EditResult(str(out), info.n_frames, [t.track_id for t in targets],
-                          int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats))
+        res = EditResult(str(out), info.n_frames, [t.track_id for t in targets],
+                         int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats))
+        return self._finish(res, src, facts, edits, codes, preview, report)
+
+    def _analyze_and_plan(self, src: Path, info, spec: dict, cache: ChunkCache, timings: dict):
+        """Steps 2-3: ``(targets, clip facts)`` (faces per frame, pts, tracks, cuts; see pipelines.report)."""
+        # 2. analyse: faces, landmarks and histograms of every frame
+        with timed(timings, "analyze_s"):
+            analysis = self.analyze(src, info, cache)
+        # 3. plan: cuts, tracks, targets and their smoothed geometry
+        with timed(timings, "plan_s"):
+            targets, tracks, cuts = self.plan(src, info, analysis, spec, cache)
+        return targets, clip_facts(analysis, info, tracks, cuts)
+
+    def _finish(self, res: EditResult, src: Path, facts: dict, edits: list, codes, preview, report) -> EditResult:
+        """The run report into ``res.report`` (and to ``report`` as JSON when given)."""
+        res.report = build_report(src, res, facts, self.cfg, getattr(self.executor, "name", "custom"), edits,
+                                  codes=str(codes) if codes else None, preview=str(preview) if preview else None)
+        if report:
+            write_report(report, res.report)
+        return res
 
     # -- 1. probe
     def probe(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None, edits=None):

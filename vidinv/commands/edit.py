@@ -21,6 +21,9 @@ EXAMPLES = """examples:
   vidinv edit clips/ --out edited/ --attr smile --address auto      # many clips over a Ray cluster
   vidinv edit clip.mp4 --attr smile --executor local --generator G.pt --encoder 143_enc.pth
   vidinv edit clip.mp4 --invert-only --inverter e4e                  # the reconstruction, no edit
+  vidinv invert clip.mp4 -o clip.codes && vidinv edit clip.mp4 --codes clip.codes --attr age=-1
+  vidinv edit clip.mp4 --attr smile --report run.json --preview check.mp4 --overwrite
+  vidinv edit talk.mp4 --attr smile --face all --min-face 96         # small faces (video chat)
 
 strength: for Feature-Style W+ boundaries (smile, eyeglasses, makeup) strength 1 is the official
 video script's step of 15 along the unit boundary; for the e4e InterFaceGAN W directions (age,
@@ -129,6 +132,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", "-o", help="output file (one clip) or folder (many clips); default: <input>_<attr>.mp4")
     p.add_argument("--allow-no-face", action="store_true",
                    help="copy a clip with no face through unchanged instead of failing")
+    p.add_argument("--codes", metavar="BUNDLE",
+                   help="re-edit from a codes bundle of 'vidinv invert' (no detection or inversion again)")
+    p.add_argument("--report", metavar="PATH.json",
+                   help="write the run report as JSON (frames, faces, tracks, cuts, timings, options, chunks)")
+    p.add_argument("--preview", metavar="PATH.mp4",
+                   help="write a side-by-side preview: original | inversion | edit crops of the edited face")
     add_config_flags(p, EDIT_FLAGS, PipelineConfig)
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
@@ -165,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         from pipelines.edit import EditPipeline
 
         pipe = EditPipeline(cfg, quiet=args.quiet, offline=offline)
-        res = pipe(inputs[0], args.out, edits, allow_no_face=args.allow_no_face)
+        res = pipe(inputs[0], args.out, edits, allow_no_face=args.allow_no_face, codes=args.codes,
+                   report=args.report, preview=args.preview)
         if res.copied_through:
             print(f"{inputs[0]}: no face found; copied through unchanged -> {res.output}")
         else:
@@ -173,10 +183,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pipelines.batch import edit_many
 
+    if args.codes or args.preview:
+        raise InputError("--codes and --preview take one clip, not a folder or a pattern")
+    if args.report:
+        from pipelines.outputs import existing_output
+
+        existing_output(args.report, cfg.output.overwrite, "report")
     out_dir = Path(args.out or "edited")
-    summary = edit_many(inputs, out_dir, edits, cfg, quiet=args.quiet, offline=offline, allow_no_face=args.allow_no_face)
+    root = Path(args.input) if Path(args.input).is_dir() else None
+    summary = edit_many(inputs, out_dir, edits, cfg, quiet=args.quiet, offline=offline,
+                        allow_no_face=args.allow_no_face, root=root)
     failed = [s for s in summary if s["status"] != "ok"]
     for s in summary:
         print(f"{s['status']:>6}  {s['input']}" + (f" -> {s['output']}" if s.get("output") else f"  ({s.get('error')})"))
     print(f"{len(summary) - len(failed)} of {len(summary)} clips edited")
+    if args.report:
+        from pipelines.report import write_report
+
+        write_report(args.report, {"clips": summary})
     return 1 if failed else 0
