@@ -57,17 +57,11 @@ def test_invert_then_reedit_equals_one_shot(clip, tmp_path):
 def test_invert_then_reedit_equals_one_shot_on_ray(clip, tmp_path, ray_local):
     from pipelines.executors import RayExecutor
 
-    made = []
-
-    def make():
-        made.append(RayExecutor(num_workers=1, cpus_per_worker=0.5))
-        return made[-1]
-
+    ex = RayExecutor(num_workers=1, cpus_per_worker=0.5)  # one executor: its actors serve the three runs
     try:
-        _one_shot_vs_codes(clip, tmp_path, make)
+        _one_shot_vs_codes(clip, tmp_path, lambda: ex)
     finally:
-        for ex in made:
-            ex.shutdown()
+        ex.shutdown()
 
 
 def test_bundle_contents(clip, tmp_path):
