@@ -26,8 +26,8 @@ def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | N
     cfg = load_config(overrides=cfg_dict)
     try:
         res = EditPipeline(cfg, executor=LocalExecutor(), quiet=True, offline=offline)(src, dst, edits, allow_no_face)
-        return {"input": src, "status": "ok", "output": res.output, "frames": res.n_frames, "faces": res.faces_edited,
-                "report": res.report}
+        return {"input": src, "status": "ok", "output": res.output, "frames": res.n_frames,
+                "faces": res.faces_edited, "report": res.report}
     except VidinvError as exc:
         return {"input": src, "status": "failed", "error": str(exc)}
     except Exception as exc:  # one bad clip never stops the others

@@ -1,4 +1,4 @@
-"""Codes bundles: ``vidinv invert clip.mp4 -o clip.codes``, then ``vidinv edit clip.mp4 --codes clip.codes ...``.
+"""Codes bundles: ``vidinv invert clip.mp4 -o clip.codes``, then ``vidinv edit clip.mp4 --codes clip.codes``.
 
 A bundle is a folder holding what passes 1 and 2 produced, so that a re-edit skips detection, tracking and
 inversion:
@@ -116,7 +116,8 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         meta = json.loads((p / "meta.json").read_text())
     except (OSError, ValueError):
-        raise InputError(f"{p}: not a codes bundle (no readable meta.json; make one with 'vidinv invert')") from None
+        raise InputError(f"{p}: not a codes bundle (no readable meta.json; make one with 'vidinv invert')") \
+            from None
     if meta.get("format") != FORMAT or int(meta.get("version", -1)) != VERSION:
         raise InputError(f"{p}: unsupported codes bundle format {meta.get('format')!r} "
                          f"version {meta.get('version')!r} (this vidinv reads {FORMAT} {VERSION})")
@@ -203,4 +204,5 @@ def invert_clip(pipe, input_path: str | os.PathLike, out: str | os.PathLike | No
         store.close()
     pipe._cleanup(cache_root)
     return {"output": str(out), "n_frames": int(info.n_frames), "targets": [t.track_id for t in targets],
-            "faces": int(sum(t.valid.sum() for t in targets)), "timings": timings, "chunks": dict(cache.stats)}
+            "faces": int(sum(t.valid.sum() for t in targets)), "timings": timings,
+            "chunks": dict(cache.stats)}

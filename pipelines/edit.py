@@ -82,8 +82,8 @@ class EditPipeline:
                  edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False,
                  codes: str | os.PathLike | None = None, report: str | os.PathLike | None = None,
                  preview: str | os.PathLike | None = None) -> EditResult:
-        """Edit ``input_path`` into ``output_path``. ``codes``: a bundle of ``vidinv invert`` (skips detection,
-        tracking and inversion); ``report``: also write the run report as JSON (it is always in
+        """Edit ``input_path`` into ``output_path``. ``codes``: a bundle of ``vidinv invert`` (skips
+        detection, tracking and inversion); ``report``: also write the run report as JSON (it is always in
         ``EditResult.report``); ``preview``: also write the side-by-side preview video."""
         timings: dict[str, float] = {}
         # 1. probe the input, resolve models and edits: everything that can fail does so before any work
@@ -144,10 +144,12 @@ class EditPipeline:
             targets, tracks, cuts = self.plan(src, info, analysis, spec, cache)
         return targets, clip_facts(analysis, info, tracks, cuts)
 
-    def _finish(self, res: EditResult, src: Path, facts: dict, edits: list, codes, preview, report) -> EditResult:
+    def _finish(self, res: EditResult, src: Path, facts: dict, edits: list, codes, preview,
+                report) -> EditResult:
         """The run report into ``res.report`` (and to ``report`` as JSON when given)."""
         res.report = build_report(src, res, facts, self.cfg, getattr(self.executor, "name", "custom"), edits,
-                                  codes=str(codes) if codes else None, preview=str(preview) if preview else None)
+                                  codes=str(codes) if codes else None,
+                                  preview=str(preview) if preview else None)
         if report:
             write_report(report, res.report)
         return res

@@ -27,7 +27,7 @@ def preview_info(info, size: int = PREVIEW_SIZE):
 
 
 def compose(res: dict, start: int, stop: int, size: int = PREVIEW_SIZE) -> np.ndarray:
-    """uint8 ``[stop-start, size, 3*size, 3]`` from a ``ReconstructStage`` result of frames ``[start, stop)``."""
+    """uint8 ``[stop-start, size, 3*size, 3]`` from a ``ReconstructStage`` result of ``[start, stop)``."""
     out = np.zeros((stop - start, size, 3 * size, 3), np.uint8)
     for i, t in enumerate(res["frames"]):
         for p, key in enumerate(PANELS):
@@ -52,9 +52,11 @@ def write_preview(pipe, src: Path, path, info, targets: list, per_target: dict, 
     n = 0
     enc = pipe.cfg.output
     ranges = chunk_ranges(info.n_frames, pipe.cfg.execution.chunk_size)
-    with VideoWriter(path, preview_info(info, size), crf=enc.crf, preset=enc.preset, audio_from=src) as writer:
-        for (a, b), res in zip(ranges, cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=size),
-                                                   ranges, make_item, cache, "preview", gpu=True, progress=bar)):
+    results = cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=size), ranges, make_item,
+                         cache, "preview", gpu=True, progress=bar)
+    pinfo = preview_info(info, size)
+    with VideoWriter(path, pinfo, crf=enc.crf, preset=enc.preset, audio_from=src) as writer:
+        for (a, b), res in zip(ranges, results):
             frames = compose(res, a, b, size)
             writer.write(frames, pts[a:b])
             n += len(frames)

@@ -41,11 +41,12 @@ def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
 class AnalyzeStage:
     """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
-    def __init__(self, detector: str, detect_max_side: int, upsample: int, min_face: int | None = None) -> None:
+    def __init__(self, detector: str, detect_max_side: int, upsample: int,
+                 min_face: int | None = None) -> None:
         """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample,
         min_face). dlib's HOG detection image is sized from the frame (see
-        :func:`vidinv.faces.detect.dlib_scale`): ``max_side`` bounds its cost, ``min_face`` (frame pixels) keeps
-        faces of that size findable (upsampling when needed)."""
+        :func:`vidinv.faces.detect.dlib_scale`): ``max_side`` bounds its cost, ``min_face`` (frame pixels)
+        keeps faces of that size findable (upsampling when needed)."""
         from vidinv.faces.detect import get_detector
 
         self.min_face = float(min_face) if min_face else None

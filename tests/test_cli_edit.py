@@ -106,8 +106,8 @@ def test_edit_cli_needs_attr_or_invert_only(clip, tmp_path, capsys, extra, needl
     assert not out.exists()
 
 
-# ----------------------------------------------------------------------------- issue 14: invert/--codes, report,
-# preview, --overwrite, folder mode
+# ----------------------------------------------------------------------------- issue 14
+# invert/--codes, report, preview, --overwrite, folder mode
 
 
 def test_invert_then_edit_codes_cli_with_report_and_preview(clip, tmp_path, capsys):
@@ -117,8 +117,8 @@ def test_invert_then_edit_codes_cli_with_report_and_preview(clip, tmp_path, caps
     assert main(["invert", str(clip), "-o", str(codes), "--quiet", *TINY]) == 0
     assert (codes / "meta.json").is_file() and "10 faces inverted" in capsys.readouterr().out
     out, rep, prev = tmp_path / "out.mp4", tmp_path / "run.json", tmp_path / "prev.mp4"
-    rc = main(["edit", str(clip), "--codes", str(codes), "--invert-only", "--out", str(out), "--report", str(rep),
-               "--preview", str(prev), "--quiet", *TINY])
+    rc = main(["edit", str(clip), "--codes", str(codes), "--invert-only", "--out", str(out),
+               "--report", str(rep), "--preview", str(prev), "--quiet", *TINY])
     assert rc == 0 and out.is_file() and prev.is_file()
     data = json.loads(rep.read_text())
     assert data["codes"] == str(codes) and data["frames"] == 10 and data["faces_edited"] == 10
@@ -136,7 +136,8 @@ def test_edit_cli_existing_output_needs_overwrite(clip, tmp_path, capsys):
     out.write_bytes(b"old")
     rc = main(["edit", str(clip), "--invert-only", "--out", str(out), "--quiet", *TINY])
     err = capsys.readouterr().err
-    assert rc == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1 and out.read_bytes() == b"old"
+    assert rc == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"old"
     assert main(["edit", str(clip), "--invert-only", "--out", str(out), "--overwrite", "--quiet", *TINY]) == 0
     assert out.stat().st_size > 1000
 

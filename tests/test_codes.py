@@ -29,7 +29,8 @@ def clip(tmp_path_factory) -> Path:
 
 
 def _cfg(tmp_path: Path, name: str, **over):
-    return tiny_cfg(execution={"chunk_size": 8, "cache_dir": str(tmp_path / name), "keep_cache": True}, **over)
+    ex = {"chunk_size": 8, "cache_dir": str(tmp_path / name), "keep_cache": True}
+    return tiny_cfg(execution=ex, **over)
 
 
 def _one_shot_vs_codes(clip: Path, tmp_path: Path, make_executor) -> None:
@@ -80,7 +81,8 @@ def test_bundle_contents(clip, tmp_path):
     with pytest.raises(InputError, match="overwrite"):
         invert_clip(EditPipeline(tiny_cfg(), executor=LocalExecutor(), quiet=True), clip, out)
     (out / "stale.txt").write_text("x")
-    invert_clip(EditPipeline(tiny_cfg(output={"overwrite": True}), executor=LocalExecutor(), quiet=True), clip, out)
+    pipe = EditPipeline(tiny_cfg(output={"overwrite": True}), executor=LocalExecutor(), quiet=True)
+    invert_clip(pipe, clip, out)
     assert not (out / "stale.txt").exists() and (out / "meta.json").is_file()
     assert not [p for p in tmp_path.iterdir() if ".old" in p.name or ".part" in p.name]
 

@@ -42,7 +42,8 @@ def test_report_holds_what_the_run_did(clip, tmp_path):
     assert data["tracks"] == [{"id": 0, "start": 0, "stop": 12, "length": 12}] and data["targets"] == [0]
     assert data["cuts"] == [] and data["faces_edited"] == 12 and data["executor"] == "local"
     assert data["options"] == cfg.to_dict() and data["edits"] == [[edits[0][0], 1.5]]
-    assert data["chunks"] == res.chunks == {k: {"reused": 0, "computed": 2} for k in ("analyze", "invert", "render")}
+    passes = ("analyze", "invert", "render")
+    assert data["chunks"] == res.chunks == {k: {"reused": 0, "computed": 2} for k in passes}
     assert set(data["timings"]) == {"analyze_s", "plan_s", "invert_s", "render_write_s"}
     assert all(v >= 0 for v in data["timings"].values())
 
@@ -111,7 +112,9 @@ def test_three_shots_cuts_found_and_tracks_split(videos_dir, tmp_path):
     import cv2
 
     parts = []
-    for name in ("retalking_face1.mp4", "sadtalker_WDA_KatieHill_000.mp4", "liveportrait_d12_expressive_glasses.mp4"):
+    names = ("retalking_face1.mp4", "sadtalker_WDA_KatieHill_000.mp4",
+             "liveportrait_d12_expressive_glasses.mp4")
+    for name in names:
         with av.open(str(videos_dir / name)) as c:
             fr = [f.to_ndarray(format="rgb24") for _, f in zip(range(8), c.decode(video=0))]
         parts.append(np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA) for f in fr]))

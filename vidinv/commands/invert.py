@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     from vidinv.config import PipelineConfig, add_config_flags
 
     p = sub.add_parser("invert", help="invert a clip's faces once and save the codes for re-editing",
-                       description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="a video file")
     p.add_argument("--out", "-o", help="the codes bundle (a folder; default: <input stem>.codes beside it)")
     add_config_flags(p, [r for r in EDIT_FLAGS if r.flag in INVERT_ROWS], PipelineConfig)
@@ -40,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     pipe = EditPipeline(cfg, quiet=args.quiet, offline=True if args.offline else None)
     res = invert_clip(pipe, args.input, args.out)
-    print(f"{res['output']}: {res['n_frames']} frames, {res['faces']} faces inverted (tracks {res['targets']})")
+    print(f"{res['output']}: {res['n_frames']} frames, {res['faces']} faces inverted "
+          f"(tracks {res['targets']})")
     return 0
