@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cache import ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, run_key, timed
+from pipelines.cache import (ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, log_chunk_stats, run_key,
+                             timed)
 from pipelines.geometry import Target, plan_geometry, smooth_runs
 from pipelines.outputs import default_output, edit_tag
 from pipelines.spec import model_dims
@@ -51,6 +52,7 @@ class EditResult:
     timings: dict = field(default_factory=dict)
     copied_through: bool = False
     chunks: dict = field(default_factory=dict)  # pass -> {'reused': n, 'computed': m} chunks
+    executor: str = ""  # the executor that ran: 'local' (in-process) or 'ray'
 
 
 class EditPipeline:
@@ -67,20 +69,30 @@ class EditPipeline:
         self.quiet = quiet
         self.offline = offline
         self._executor = executor
+        self._owns_executor = executor is None
+        self._n_frames: int | None = None  # the clip's length, for the 'auto' executor choice
 
     @property
     def executor(self):
+        """The run's executor: the one given, else made from the config on first use (kept for the run)."""
         if self._executor is None:
             from pipelines.executors import make_executor
 
-            self._executor = make_executor(self.cfg.execution)
+            self._executor = make_executor(self.cfg.execution, n_frames=self._n_frames)
         return self._executor
+
+    def close(self) -> None:
+        """End the executor this pipeline made (its Ray workers and their models); a given one is left."""
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
 
     def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
                  edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False) -> EditResult:
         timings: dict[str, float] = {}
         # 1. probe the input, resolve models and edits: everything that can fail does so before any work
         src, out, info = self.probe(input_path, output_path, edits)
+        self._n_frames = info.n_frames
         edits = list(edits or [])
         spec = self.model_spec()
         parser = self.parser()
@@ -94,6 +106,7 @@ class EditPipeline:
         with timed(timings, "plan_s"):
             targets, _, cuts = self.plan(src, info, analysis, spec, cache)
         if not any(t.valid.any() for t in targets):
+            log_chunk_stats(cache.stats)
             return self._copy_through(src, out, info, allow_no_face, cache_root, timings)
         log.info("editing %d face track(s): %s", len(targets),
                  ", ".join(f"#{t.track_id} frames {t.frames[0]}-{t.frames[1] - 1}" for t in targets))
@@ -111,11 +124,12 @@ class EditPipeline:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
             raise VidinvError(f"internal error: wrote {n_written} of {info.n_frames} frames")
-        log.info("chunks reused/computed: %s",
-                 ", ".join(f"{k} {v['reused']}/{v['computed']}" for k, v in cache.stats.items()))
+        log_chunk_stats(cache.stats)
+        executor = getattr(self.executor, "name", type(self.executor).__name__)
         self._cleanup(cache_root)
         return EditResult(str(out), info.n_frames, [t.track_id for t in targets],
-                          int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats))
+                          int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats),
+                          executor=executor)
 
     # -- 1. probe
     def probe(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None, edits=None):
@@ -174,6 +188,7 @@ class EditPipeline:
         bar = Progress(info.n_frames, "detect", self.quiet)
         kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side,
                   upsample=self.cfg.faces.detect_upsample)
+        kw["device"] = self.cfg.models.device  # the neural detectors run where the models do
         out = list(cached_map(self.executor, AnalyzeStage, kw, self._ranges(info),
                               lambda a, b: dict(path=str(path), start=a, stop=b), cache, "analyze", gpu=False,
                               progress=bar))
@@ -326,9 +341,11 @@ class EditPipeline:
             raise VidinvError(f"no face found in {src} ({info.n_frames} frames); "
                               "pass --allow-no-face to copy it through unchanged")
         atomic_copy(src, out)
+        executor = getattr(self.executor, "name", type(self.executor).__name__)
         self._cleanup(cache_root)
-        return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True)
+        return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True, executor=executor)
 
     def _cleanup(self, cache_root: Path) -> None:
+        self.close()  # the run is over: its workers go
         if not self.cfg.execution.keep_cache:
             shutil.rmtree(cache_root, ignore_errors=True)

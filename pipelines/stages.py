@@ -39,13 +39,15 @@ def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
 
 
 class AnalyzeStage:
-    """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
+    """Pass 1: detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
-    def __init__(self, detector: str, detect_max_side: int, upsample: int) -> None:
-        """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample)."""
+    def __init__(self, detector: str, detect_max_side: int, upsample: int, device: str = "cpu") -> None:
+        """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample);
+        ``device`` is the models' (``auto`` resolved in the worker): the neural detectors run there."""
+        from vidinv.device import pick_device
         from vidinv.faces.detect import get_detector
 
-        self.detector = get_detector(detector)
+        self.detector = get_detector(detector, device=str(pick_device(device)))
         if getattr(self.detector, "name", "") == "dlib":
             # HOG cost grows with the pixel count: detect on a downscaled copy (landmarks scaled back)
             self.detector.max_side = int(detect_max_side) or None
