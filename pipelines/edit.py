@@ -97,6 +97,7 @@ class EditPipeline:
         spec = self.model_spec()
         parser = self.parser()
         plan = self.resolve_edits(edits, spec)
+        self.prefetch(spec)
         cache_root = self.cache_root(out)
         cache = ChunkCache(cache_root, run_key(src, self.cfg, edits))
         # 2. analyse: faces, landmarks and histograms of every frame
@@ -175,6 +176,16 @@ class EditPipeline:
         directions = [resolve(name) for name, _ in edits]
         conditioning = [resolve(name) for name in self.cfg.edit.condition]
         return EditPlan(directions, [float(s) for _, s in edits], conditioning, n_latent)
+
+    def prefetch(self, spec: dict) -> None:
+        """Start loading the inversion models now, so that they load while the analysis runs (in-process:
+        a background thread; on Ray: the workers start)."""
+        from pipelines.stages import InvertStage
+
+        prefetch = getattr(self.executor, "prefetch", None)
+        if prefetch is not None:
+            model_dims(spec)  # the driver's own look at the models is done before, never alongside, the load
+            prefetch(InvertStage, dict(spec=spec))
 
     def cache_root(self, out: Path) -> Path:
         d = self.cfg.execution.cache_dir

@@ -24,6 +24,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
@@ -37,16 +39,38 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self._stages: dict[tuple, Any] = {}
+        self._pending: dict[tuple, Future] = {}
 
     @property
     def num_workers(self) -> int:
         return 1
 
-    def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
+    def prefetch(self, stage_cls: type, stage_kwargs: dict) -> None:
+        """Build a stage in a background thread (its models load while earlier passes run); ``map`` waits for
+        it, and an error in the build is raised there, as if the stage had been built then."""
+        key = stage_key(stage_cls, stage_kwargs)
+        if key in self._stages or key in self._pending:
+            return
+        fut: Future = Future()
+
+        def build() -> None:
+            try:
+                fut.set_result(stage_cls(**stage_kwargs))
+            except BaseException as exc:  # re-raised by map() in the caller's thread
+                fut.set_exception(exc)
+
+        self._pending[key] = fut
+        threading.Thread(target=build, name=f"prefetch-{stage_cls.__name__}", daemon=True).start()
+
+    def _stage(self, stage_cls: type, stage_kwargs: dict) -> Any:
         key = stage_key(stage_cls, stage_kwargs)
         if key not in self._stages:
-            self._stages[key] = stage_cls(**stage_kwargs)
-        stage = self._stages[key]
+            fut = self._pending.pop(key, None)
+            self._stages[key] = fut.result() if fut is not None else stage_cls(**stage_kwargs)
+        return self._stages[key]
+
+    def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
+        stage = self._stage(stage_cls, stage_kwargs)
         for item in items:
             yield stage(item)
 
@@ -62,6 +86,7 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         self._stages.clear()
+        self._pending.clear()
 
 
 def _ray():
@@ -195,6 +220,12 @@ class RayExecutor:
             )
             self._pool = [remote.remote() for _ in range(self._num_workers)]
         return self._pool
+
+    def prefetch(self, stage_cls: type, stage_kwargs: dict) -> None:
+        """Start the pool now (its workers come up while the driver works); each worker builds its stages on
+        first use (a build queued ahead of the analysis items would only delay them: an actor runs one call
+        at a time)."""
+        self.actors()
 
     def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
         """Ordered results; at most ``max_in_flight`` items are taken from ``items`` ahead of the consumer.

@@ -333,3 +333,35 @@ def test_analyze_stage_resolves_auto_device(monkeypatch):
     AnalyzeStage("fan", 0, 0, device="auto")
     AnalyzeStage("fan", 0, 0)
     assert seen == [str(pick_device("auto")), "cpu"]
+
+
+class _SlowBuild:
+    """A stage whose construction takes a while (a model load) and records the thread that built it."""
+
+    def __init__(self, delay: float = 0.3, fail: bool = False) -> None:
+        import time
+
+        time.sleep(delay)
+        if fail:
+            raise VidinvError("bad checkpoint")
+        self.thread = threading.current_thread().name
+
+    def __call__(self, item):
+        return (item, self.thread, id(self))
+
+
+def test_local_prefetch_builds_in_the_background():
+    import time
+
+    ex = LocalExecutor()
+    t0 = time.perf_counter()
+    ex.prefetch(_SlowBuild, {"delay": 0.3})
+    assert time.perf_counter() - t0 < 0.2  # returned at once: the build runs alongside
+    out = list(ex.map(_SlowBuild, {"delay": 0.3}, [1, 2]))
+    assert [o[0] for o in out] == [1, 2]
+    assert out[0][1].startswith("prefetch-") and out[0][2] == out[1][2]  # the prefetched instance, built once
+    again = list(ex.map(_SlowBuild, {"delay": 0.3}, [3]))
+    assert again[0][2] == out[0][2]
+    ex.prefetch(_SlowBuild, {"delay": 0.0, "fail": True})
+    with pytest.raises(VidinvError, match="bad checkpoint"):  # the build's error reaches the pass that needs it
+        list(ex.map(_SlowBuild, {"delay": 0.0, "fail": True}, [1]))
