@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cache import ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, run_key, timed
+from pipelines.cache import (ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, log_chunk_stats, run_key,
+                             timed)
 from pipelines.geometry import Target, plan_geometry, smooth_runs
 from pipelines.outputs import default_output, edit_tag, existing_output
 from pipelines.report import build_report, clip_facts, facts_frame_times, write_report
@@ -53,6 +54,7 @@ class EditResult:
     copied_through: bool = False
     chunks: dict = field(default_factory=dict)  # pass -> {'reused': n, 'computed': m} chunks
     report: dict = field(default_factory=dict)  # the run report (pipelines.report.build_report)
+    executor: str = ""  # the executor that ran: 'local' (in-process) or 'ray'
 
 
 class EditPipeline:
@@ -69,14 +71,23 @@ class EditPipeline:
         self.quiet = quiet
         self.offline = offline
         self._executor = executor
+        self._owns_executor = executor is None
+        self._n_frames: int | None = None  # the clip's length, for the 'auto' executor choice
 
     @property
     def executor(self):
+        """The run's executor: the one given, else made from the config on first use (kept for the run)."""
         if self._executor is None:
             from pipelines.executors import make_executor
 
-            self._executor = make_executor(self.cfg.execution)
+            self._executor = make_executor(self.cfg.execution, n_frames=self._n_frames)
         return self._executor
+
+    def close(self) -> None:
+        """End the executor this pipeline made (its Ray workers and their models); a given one is left."""
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
 
     def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
                  edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False,
@@ -91,10 +102,12 @@ class EditPipeline:
         for path, what in ((out, "output"), (report, "report"), (preview, "preview")):
             if path:
                 existing_output(path, self.cfg.output.overwrite, what)
+        self._n_frames = info.n_frames
         edits = list(edits or [])
         spec = self.model_spec()
         parser = self.parser()
         plan = self.resolve_edits(edits, spec)
+        self.prefetch(spec)
         cache_root = self.cache_root(out)
         cache = ChunkCache(cache_root, run_key(src, self.cfg, edits))
         if codes:  # 2-4 from a codes bundle (checked against this clip and these models first)
@@ -104,6 +117,7 @@ class EditPipeline:
         else:
             targets, facts = self._analyze_and_plan(src, info, spec, cache, timings)
         if not any(t.valid.any() for t in targets):
+            log_chunk_stats(cache.stats)
             res = self._copy_through(src, out, info, allow_no_face, cache_root, timings)
             return self._finish(res, src, facts, edits, codes, None, report)
         log.info("editing %d face track(s): %s", len(targets),
@@ -127,11 +141,12 @@ class EditPipeline:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
             raise VidinvError(f"internal error: wrote {n_written} of {info.n_frames} frames")
-        log.info("chunks reused/computed: %s",
-                 ", ".join(f"{k} {v['reused']}/{v['computed']}" for k, v in cache.stats.items()))
+        log_chunk_stats(cache.stats)
+        executor = getattr(self.executor, "name", type(self.executor).__name__)
         self._cleanup(cache_root)
         res = EditResult(str(out), info.n_frames, [t.track_id for t in targets],
-                         int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats))
+                         int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats),
+                         executor=executor)
         return self._finish(res, src, facts, edits, codes, preview, report)
 
     def _analyze_and_plan(self, src: Path, info, spec: dict, cache: ChunkCache, timings: dict):
@@ -147,8 +162,8 @@ class EditPipeline:
     def _finish(self, res: EditResult, src: Path, facts: dict, edits: list, codes, preview,
                 report) -> EditResult:
         """The run report into ``res.report`` (and to ``report`` as JSON when given)."""
-        res.report = build_report(src, res, facts, self.cfg, getattr(self.executor, "name", "custom"), edits,
-                                  codes=str(codes) if codes else None,
+        res.report = build_report(src, res, facts, self.cfg, res.executor or getattr(self.executor, "name", "custom"),
+                                  edits, codes=str(codes) if codes else None,
                                   preview=str(preview) if preview else None)
         if report:
             write_report(report, res.report)
@@ -199,6 +214,16 @@ class EditPipeline:
         conditioning = [resolve(name) for name in self.cfg.edit.condition]
         return EditPlan(directions, [float(s) for _, s in edits], conditioning, n_latent)
 
+    def prefetch(self, spec: dict) -> None:
+        """Start loading the inversion models now, so that they load while the analysis runs (in-process:
+        a background thread; on Ray: the workers start)."""
+        from pipelines.stages import InvertStage
+
+        prefetch = getattr(self.executor, "prefetch", None)
+        if prefetch is not None:
+            model_dims(spec)  # the driver's own look at the models is done before, never alongside, the load
+            prefetch(InvertStage, dict(spec=spec))
+
     def cache_root(self, out: Path) -> Path:
         d = self.cfg.execution.cache_dir
         return Path(d) if d else out.parent / f".{out.name}.vidinv-cache"
@@ -211,6 +236,7 @@ class EditPipeline:
         bar = Progress(info.n_frames, "detect", self.quiet)
         kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side,
                   upsample=self.cfg.faces.detect_upsample, min_face=self.cfg.faces.min_face)
+        kw["device"] = self.cfg.models.device  # the neural detectors run where the models do
         out = list(cached_map(self.executor, AnalyzeStage, kw, self._ranges(info),
                               lambda a, b: dict(path=str(path), start=a, stop=b), cache, "analyze", gpu=False,
                               progress=bar))
@@ -363,9 +389,11 @@ class EditPipeline:
             raise VidinvError(f"no face found in {src} ({info.n_frames} frames); "
                               "pass --allow-no-face to copy it through unchanged")
         atomic_copy(src, out)
+        executor = getattr(self.executor, "name", type(self.executor).__name__)
         self._cleanup(cache_root)
-        return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True)
+        return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True, executor=executor)
 
     def _cleanup(self, cache_root: Path) -> None:
+        self.close()  # the run is over: its workers go
         if not self.cfg.execution.keep_cache:
             shutil.rmtree(cache_root, ignore_errors=True)

@@ -39,19 +39,21 @@ def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
 
 
 class AnalyzeStage:
-    """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
+    """Pass 1: detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
     def __init__(self, detector: str, detect_max_side: int, upsample: int,
-                 min_face: int | None = None) -> None:
+                 min_face: int | None = None, device: str = "cpu") -> None:
         """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample,
         min_face). dlib's HOG detection image is sized from the frame (see
         :func:`vidinv.faces.detect.dlib_scale`): ``max_side`` bounds its cost, ``min_face`` (frame pixels)
-        keeps faces of that size findable (upsampling when needed)."""
+        keeps faces of that size findable (upsampling when needed). ``device`` is the models' (``auto``
+        resolved in the worker): the neural detectors run there."""
+        from vidinv.device import pick_device
         from vidinv.faces.detect import get_detector
 
         self.min_face = float(min_face) if min_face else None
-        self.detector = get_detector(detector, max_side=int(detect_max_side) or None, upsample=int(upsample),
-                                     min_face=self.min_face)
+        self.detector = get_detector(detector, device=str(pick_device(device)), max_side=int(detect_max_side) or None,
+                                     upsample=int(upsample), min_face=self.min_face)
 
     def __call__(self, item: dict) -> dict:
         from vidinv.faces.track import frame_histogram

@@ -76,7 +76,7 @@ class OutputConfig:
 
 @dataclass
 class ExecutionConfig:
-    executor: str = "ray"
+    executor: str = "auto"  # auto: in-process unless a cluster or several local GPUs can help (see ray_min_frames)
     address: str | None = None
     num_workers: int | None = None
     gpus_per_worker: float | None = None
@@ -85,6 +85,7 @@ class ExecutionConfig:
     max_in_flight: int | None = None
     cache_dir: str | None = None
     keep_cache: bool = False
+    ray_min_frames: int = 250  # auto: a clip shorter than this runs in-process even on a multi-GPU machine
 
 
 @dataclass

@@ -67,7 +67,8 @@ PIPELINE_FLAGS = (
     ConfigFlag("faces", "--face", "faces.face", dict(
         help="largest | all | a track id from 'vidinv faces' (default {default})")),
     ConfigFlag("execution", "--executor", "execution.executor", dict(
-        choices=["ray", "local"], help="ray or local (in-process) (default {default})")),
+        choices=["auto", "ray", "local"],
+        help="auto (in-process unless a cluster or several GPUs help), ray or local (default {default})")),
     ConfigFlag("execution", "--address", "execution.address", dict(
         help="join a Ray cluster: auto | ray://host:port (default: $RAY_ADDRESS, else a private local Ray)")),
     ConfigFlag("execution", "--num-workers", "execution.num_workers", dict(
