@@ -59,7 +59,7 @@ def edit(clip: Path, direction: Path, *extra: str) -> int:
 @pytest.mark.parametrize("make,needle", [
     (lambda t: ["--out", str(t / "missing" / "deeper" / "o.mp4")], "does not exist"),
     (lambda t: ["--out", str(t / "file.txt" / "o.mp4")], "is a file, not a folder"),
-    (lambda t: ["--out", str(t)], "is a folder"),
+    (lambda t: ["--out", str(t), "--overwrite"], "is a folder"),  # not replaced by a file, even so
     (lambda t: ["--out", str(t / "o.mp4"), "--cache-dir", str(t / "file.txt" / "c")],
      "is a file, not a folder"),
     (lambda t: ["--out", str(t / "o.mp4"), "--cache-dir", str(t / "missing" / "c")], "does not exist"),
