@@ -1,0 +1,193 @@
+"""`vidinv edit --tune pti / --stitch` through the pipeline (tiny random models, a few frames, few steps).
+
+Measured here (12 frames of retalking_face1.mp4, tiny fs, PTI 6 passes of batch 6 at lr 1e-2, L2 only;
+stitching 8 steps at lr 1e-2; printed by the tests with -s): see the README section "Quality: PTI and
+stitching tuning" for the figures.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_pipeline import decode, tiny_cfg, tiny_direction  # noqa: E402
+
+from pipelines.edit import EditPipeline  # noqa: E402
+from pipelines.executors import LocalExecutor  # noqa: E402
+from pipelines.reconstruct import reconstruct_clip  # noqa: E402
+
+PTI = {"epochs": 6, "lr": 1e-2, "batch": 6, "lpips_lambda": 0.0}
+STITCH = {"steps": 8, "lr": 1e-3, "content_lambda": 1.0}
+N = 12
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def clip(videos_dir, tmp_path_factory) -> Path:
+    """The first N frames of a shared real clip."""
+    from vidinv.io.video import VideoReader, VideoWriter, probe
+
+    src = videos_dir / "retalking_face1.mp4"
+    dst = tmp_path_factory.mktemp("tune") / "face.mp4"
+    info = probe(src)
+    chunk = VideoReader(src).read_range(0, N)
+    with VideoWriter(dst, info, crf=16, preset="veryfast") as w:
+        w.write(chunk.frames, chunk.pts)
+    return dst
+
+
+def cfg_for(tmp_path: Path | None = None, name: str = "cache", stitch: bool = False, pti: bool = True, **tune):
+    t = {"method": "pti" if pti else "none", "stitch": stitch, "pti": dict(PTI), "stitching": dict(STITCH)}
+    t.update(tune)
+    ex = {"chunk_size": 6}
+    if tmp_path is not None:
+        ex.update(cache_dir=str(tmp_path / name), keep_cache=True)
+    return tiny_cfg(tune=t, execution=ex)
+
+
+def mse(a, b, mask=None):
+    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    if mask is None:
+        return float(d.mean())
+    m = np.broadcast_to(mask[..., None], d.shape)
+    return float(d[m].mean())
+
+
+def rendered(cache_dir: Path) -> np.ndarray:
+    files = sorted(cache_dir.glob("*/render_*.pkl"))
+    assert files
+    return np.concatenate([pickle.loads(f.read_bytes())["frames"] for f in files])
+
+
+def run(cfg, src, dst, edits=(), executor=None):
+    return EditPipeline(cfg, executor=executor or LocalExecutor(), quiet=True)(src, dst, list(edits))
+
+
+def test_pti_through_the_pipeline_lowers_reconstruction_error(clip):
+    rec = reconstruct_clip(EditPipeline(cfg_for(), executor=LocalExecutor(), quiet=True), clip)
+    src, plain, tuned = rec["source"], rec["inversion"], rec["tuned"]["inversion"]
+    assert tuned.shape == plain.shape == src.shape and len(rec["frames"]) == N
+    factor = mse(plain, src) / mse(tuned, src)
+    print(f"\nPTI reconstruction MSE {mse(plain, src):.1f} -> {mse(tuned, src):.1f} (factor {factor:.1f})")
+    assert factor >= 2.0, factor
+
+
+def test_stitching_through_the_pipeline_lowers_the_border_error(clip, tmp_path):
+    d = tiny_direction(tmp_path)
+    edits = [(str(d), 2.0)]
+    pti = reconstruct_clip(EditPipeline(cfg_for(), executor=LocalExecutor(), quiet=True), clip, edits)
+    st = reconstruct_clip(EditPipeline(cfg_for(stitch=True), executor=LocalExecutor(), quiet=True), clip, edits)
+    src, border = st["source"], st["tuned"]["border"]
+    assert border is not None and border.any() and pti["tuned"]["border"] is None
+    before, after = mse(pti["tuned"]["edit"], src, border), mse(st["tuned"]["edit"], src, border)
+    inside = st["tuned"]["content"]
+    moved = np.abs(st["tuned"]["edit"].astype(int) - pti["tuned"]["edit"].astype(int))[inside].mean()
+    edit_size = np.abs(pti["tuned"]["edit"].astype(int) - pti["tuned"]["inversion"].astype(int))[inside].mean()
+    print(f"\nstitching border-band MSE {before:.1f} -> {after:.1f} (factor {before / after:.1f}); "
+          f"mean |change| on the content {moved:.2f} levels (the edit itself: {edit_size:.2f})")
+    assert before / after >= 2.0, (before, after)
+    # the inside keeps most of the edit (the tiny random generator couples every pixel, so it moves some)
+    assert moved < 0.5 * edit_size, (moved, edit_size)
+
+
+def test_reedit_from_the_cache_equals_the_first_run(clip, tmp_path):
+    cfg = cfg_for(tmp_path, stitch=True)
+    d = tiny_direction(tmp_path)
+    first = run(cfg, clip, tmp_path / "a.mp4", [(str(d), 2.0)])
+    assert first.chunks["tune"] == {"reused": 0, "computed": 1}
+    frames1 = rendered(tmp_path / "cache")
+    for f in (tmp_path / "cache").glob("*/render_*.pkl"):
+        f.unlink()  # re-render every chunk: only the tuned weights come from the cache
+    again = run(cfg, clip, tmp_path / "b.mp4", [(str(d), 2.0)])
+    assert again.chunks["tune"] == {"reused": 1, "computed": 0}
+    assert again.chunks["render"]["computed"] == 2
+    assert np.array_equal(frames1, rendered(tmp_path / "cache"))
+    # and tuning changes the output (the tuned weights are used)
+    plain = cfg_for(tmp_path, "plain", pti=False)
+    run(plain, clip, tmp_path / "c.mp4", [(str(d), 2.0)])
+    assert not np.array_equal(frames1, rendered(tmp_path / "plain"))
+
+
+class _Boom(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_mid_tuning(clip, tmp_path, monkeypatch):
+    import pipelines.tuning as pt
+
+    ref = cfg_for(tmp_path, "ref")
+    run(ref, clip, tmp_path / "ref.mp4")
+    real = pt.TuneStage.__call__
+    calls = []
+
+    def failing(self, item):
+        import vidinv.tuning.pti as pti_mod
+
+        orig_step = pti_mod._pti_step
+
+        def step(*a, **k):
+            calls.append(1)
+            if len(calls) == 3:  # a fault in the middle of PTI
+                raise _Boom("injected")
+            return orig_step(*a, **k)
+
+        monkeypatch.setattr(pti_mod, "_pti_step", step)
+        try:
+            return real(self, item)
+        finally:
+            monkeypatch.setattr(pti_mod, "_pti_step", orig_step)
+
+    monkeypatch.setattr(pt.TuneStage, "__call__", failing)
+    cfg = cfg_for(tmp_path, "cache")
+    with pytest.raises(_Boom):
+        run(cfg, clip, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    monkeypatch.setattr(pt.TuneStage, "__call__", real)
+    res = run(cfg, clip, tmp_path / "out.mp4")
+    assert res.chunks["analyze"]["computed"] == 0 and res.chunks["invert"]["computed"] == 0
+    assert res.chunks["tune"] == {"reused": 0, "computed": 1}
+    assert np.array_equal(rendered(tmp_path / "ref"), rendered(tmp_path / "cache"))
+    assert len(decode(tmp_path / "out.mp4")[0]) == N
+
+
+def test_per_shot_tuning_gives_one_group_per_shot(clip, tmp_path):
+    """With tune.per_shot, each shot gets its own group serving exactly its frames."""
+    from pipelines.geometry import Target
+    from pipelines.tuning import tune_items
+
+    cfg = cfg_for(per_shot=True)
+    tg = Target(track_id=0, frames=(0, N), valid=np.ones(N, bool), M=np.tile(np.eye(3), (N, 1, 1)),
+                lm_crop=np.zeros((N, 68, 2)))
+    code = {"w": np.zeros((N, 10, 64), np.float32)}
+    items = tune_items(clip, [tg], {0: (code, None)}, [5], cfg, quiet=True)
+    assert [(it["start"], it["stop"]) for it in items] == [(0, 5), (5, N)]
+    assert items[0]["serves"] == list(range(5)) and items[1]["frames"] == list(range(5, N))
+
+
+@pytest.mark.ray
+def test_tuned_edit_on_ray_matches_in_process(clip, tmp_path, ray_local):
+    from pipelines.executors import RayExecutor
+
+    d = tiny_direction(tmp_path)
+    run(cfg_for(tmp_path, "local", stitch=True), clip, tmp_path / "l.mp4", [(str(d), 2.0)])
+    ex = RayExecutor(num_workers=1, cpus_per_worker=0.5)
+    try:
+        run(cfg_for(tmp_path, "ray", stitch=True), clip, tmp_path / "r.mp4", [(str(d), 2.0)], executor=ex)
+    finally:
+        ex.shutdown()
+    a, b = rendered(tmp_path / "local"), rendered(tmp_path / "ray")
+    assert a.shape == b.shape
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
