@@ -191,3 +191,31 @@ def test_tuned_edit_on_ray_matches_in_process(clip, tmp_path, ray_local):
     a, b = rendered(tmp_path / "local"), rendered(tmp_path / "ray")
     assert a.shape == b.shape
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_eval_ravdess_adds_tuned_rows_and_names_the_id_mode(videos_dir, tmp_path_factory, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from test_eval import ravdess_tree
+    from vidinv.cli import main
+
+    root = ravdess_tree.__wrapped__(videos_dir, tmp_path_factory)
+    conf = tmp_path / "tune.yaml"
+    conf.write_text(yaml.safe_dump({"tune": {"pti": {"lr": 1e-2, "batch": 8, "lpips_lambda": 0.0}}}))
+    out = tmp_path / "eval"
+    rc = main(["eval", "ravdess", str(root), "--num-videos", "1", "--identity", "dlib", "--no-lpips",
+               "--generator", "tiny", "--encoder", "tiny", "--executor", "local", "--detector", "dlib",
+               "--config", str(conf), "--tune", "pti", "--tune-steps", "4", "--id-mode", "ratio_of_means",
+               "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["id_mode"] == "ratio_of_means"
+    assert {"source", "inversion", "fs+pti"} <= set(summary["methods"])
+    s = summary["summary"]
+    for k in ("ic", "tl_id", "tg_id", "ssim_mean", "psnr_mean", "id_mean"):
+        assert s["fs+pti"][k]["n"] == 1, k
+    assert s["fs+pti"]["mse_mean"]["mean"] < s["inversion"]["mse_mean"]["mean"] / 2
+    report = (out / "report.md").read_text()
+    assert "ratio_of_means" in report and "| fs+pti |" in report
