@@ -321,7 +321,9 @@ class EditPipeline:
         blend = dict(asdict(self.cfg.blend), parser=parser)
         enc = self.cfg.output
         with VideoWriter(out, info, crf=enc.crf, preset=enc.preset, audio_from=src) as writer:
-            kw = dict(spec=spec, blend=blend) if tuning is None else dict(spec=spec, blend=blend, tuning=tuning)
+            kw = dict(spec=spec, blend=blend)
+            if tuning is not None:
+                kw["tuning"] = tuning
             for res in cached_map(self.executor, RenderStage, kw,
                                   self._ranges(info), make_item, cache, "render", gpu=True, progress=bar):
                 writer.write(res["frames"], res["pts"])

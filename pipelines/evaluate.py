@@ -117,7 +117,8 @@ def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos:
     notes.append(f"dataset: {root}; {len(chosen)} clip(s) sampled with seed {seed} from {len(items)}")
     if cfg.tune.enabled:
         t = cfg.tune
-        notes.append(f"tuned rows ({tuned_tag(cfg).lstrip('+')}): PTI {t.pti.epochs} pass(es), lr {t.pti.lr:g}"
+        notes.append(f"tuned rows ({tuned_tag(cfg).lstrip('+')}): PTI {t.pti.epochs} pass(es), "
+                     f"lr {t.pti.lr:g}"
                      + (f"; stitching {t.stitching.steps} steps, lr {t.stitching.lr:g}" if t.stitch else ""))
     if problems:
         notes.append(f"{len(problems)} malformed name(s) skipped: " + "; ".join(str(p) for p in problems[:5]))

@@ -64,7 +64,7 @@ def _crops(pipe, src: Path, info, targets, per_target: dict, spec: dict, cache: 
     def make_item(a: int, b: int) -> dict:
         return dict(path=str(src), start=a, stop=b, jobs=pipe.frame_jobs(targets, per_target, a, b))
 
-    parts: dict[str, list] = {"frames": [], "source": [], "inversion": [], "edit": [], "border": [], "content": []}
+    parts: dict[str, list] = {k: [] for k in ("frames", "source", "inversion", "edit", "border", "content")}
     bar = Progress(info.n_frames, "reconstruct", pipe.quiet)
     kw = dict(spec=spec, out_size=metric_size) if tuning is None else dict(spec=spec, out_size=metric_size,
                                                                            tuning=tuning)

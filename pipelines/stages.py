@@ -124,7 +124,8 @@ class RenderStage:
 
     def __init__(self, spec: dict, blend: dict, tuning: dict | None = None) -> None:
         """``blend``: the config's ``blend`` section as a dict (method, feather, dilate) plus ``parser``, the
-        BiSeNet checkpoint or None; ``tuning``: tuned weights and stitching (:func:`pipelines.tuning.render_tuning`)."""
+        BiSeNet checkpoint or None; ``tuning``: tuned weights and stitching
+        (:func:`pipelines.tuning.render_tuning`)."""
         from pipelines.components import build_models
 
         self.m = build_models(spec)
@@ -201,7 +202,7 @@ class RenderStage:
         if not jobs:
             return out
         w_edit = [j["w_edit"] for j in jobs] if jobs[0].get("w_edit") is not None else None
-        images = (self.faces(chunk.frames, item["start"], jobs, w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1]
+        images = (self.faces(chunk.frames, item["start"], jobs, w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S], [0,1]
         masks = self.masks(images, np.stack([j["lm_crop"] for j in jobs]))
         self.paste(frames, item["start"], jobs, images, masks)
         return out

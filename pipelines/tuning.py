@@ -21,7 +21,6 @@ import hashlib
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +119,8 @@ class TuneStage:
         m, cfg = self.m, replace(self.cfg, max_frames=None)  # the driver sampled the frames already
         crops = _aligned_crops(item, m)
         code = {k: torch.as_tensor(v, device=m.device, dtype=torch.float32) for k, v in item["code"].items()}
-        bar, progress = _bar(cfg.num_steps(len(crops)), f"tune pti #{item['target']}", item.get("quiet", True))
+        bar, progress = _bar(cfg.num_steps(len(crops)), f"tune pti #{item['target']}",
+                             item.get("quiet", True))
         try:
             w = pivotal_tune(m.inverter, crops, code, cfg, noise=m.noise, progress=progress)
         finally:
@@ -232,7 +232,8 @@ class RenderTuning:
             torch.as_tensor(np.stack(w_edit), device=m.device, dtype=torch.float32)
         frames = torch.as_tensor([j["frame"] for j in jobs], dtype=torch.int64)
         out = torch.empty_like(crops)
-        bar, progress = _bar(cfg.steps * len(jobs), f"stitch {jobs[0]['frame']}-{jobs[-1]['frame']}", self.quiet)
+        desc = f"stitch {jobs[0]['frame']}-{jobs[-1]['frame']}"
+        bar, progress = _bar(cfg.steps * len(jobs), desc, self.quiet)
         done = [0]
         try:
             for rows in self._stitch_groups(jobs, weights_for_frame):

@@ -1,8 +1,9 @@
 """`vidinv edit --tune pti / --stitch` through the pipeline (tiny random models, a few frames, few steps).
 
-Measured here (12 frames of retalking_face1.mp4, tiny fs, PTI 6 passes of batch 6 at lr 1e-2, L2 only;
-stitching 8 steps at lr 1e-2; printed by the tests with -s): see the README section "Quality: PTI and
-stitching tuning" for the figures.
+Measured here (12 frames of retalking_face1.mp4, tiny fs at 64 px; printed with -s): PTI (6 passes of
+batch 6 at lr 1e-2, L2 only) lowers the crops' MSE against the source 15587 -> 2925 (5.3x); stitching
+(8 steps at lr 1e-3, content weight 1) lowers the border-band MSE 8668 -> 3335 (2.6x) while the content
+region moves 21 levels on average (the edit itself: 64). The tests ask for >= 2x on both.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def clip(videos_dir, tmp_path_factory) -> Path:
     return dst
 
 
-def cfg_for(tmp_path: Path | None = None, name: str = "cache", stitch: bool = False, pti: bool = True, **tune):
+def cfg_for(tmp_path: Path | None = None, name: str = "cache", stitch: bool = False, pti: bool = True,
+            **tune):
     t = {"method": "pti" if pti else "none", "stitch": stitch, "pti": dict(PTI), "stitching": dict(STITCH)}
     t.update(tune)
     ex = {"chunk_size": 6}
@@ -89,13 +91,15 @@ def test_stitching_through_the_pipeline_lowers_the_border_error(clip, tmp_path):
     d = tiny_direction(tmp_path)
     edits = [(str(d), 2.0)]
     pti = reconstruct_clip(EditPipeline(cfg_for(), executor=LocalExecutor(), quiet=True), clip, edits)
-    st = reconstruct_clip(EditPipeline(cfg_for(stitch=True), executor=LocalExecutor(), quiet=True), clip, edits)
+    st = reconstruct_clip(EditPipeline(cfg_for(stitch=True), executor=LocalExecutor(), quiet=True), clip,
+                          edits)
     src, border = st["source"], st["tuned"]["border"]
     assert border is not None and border.any() and pti["tuned"]["border"] is None
     before, after = mse(pti["tuned"]["edit"], src, border), mse(st["tuned"]["edit"], src, border)
     inside = st["tuned"]["content"]
     moved = np.abs(st["tuned"]["edit"].astype(int) - pti["tuned"]["edit"].astype(int))[inside].mean()
-    edit_size = np.abs(pti["tuned"]["edit"].astype(int) - pti["tuned"]["inversion"].astype(int))[inside].mean()
+    tuned = pti["tuned"]
+    edit_size = np.abs(tuned["edit"].astype(int) - tuned["inversion"].astype(int))[inside].mean()
     print(f"\nstitching border-band MSE {before:.1f} -> {after:.1f} (factor {before / after:.1f}); "
           f"mean |change| on the content {moved:.2f} levels (the edit itself: {edit_size:.2f})")
     assert before / after >= 2.0, (before, after)

@@ -75,8 +75,9 @@ PIPELINE_FLAGS = (
     ConfigFlag("execution", "--keep-cache", "execution.keep_cache", dict(
         action="store_true", help="keep the per-chunk cache after success")),
     ConfigFlag("tuning", "--tune", "tune.method", dict(
-        choices=["none", "pti"], help="pti: fine-tune the generator on the clip's frames around their codes "
-                                      "after inversion (PTI, as STIT; slow, best quality) (default {default})")),
+        choices=["none", "pti"], help="pti: fine-tune the generator on the clip's frames around their "
+                                      "codes after inversion (PTI, as STIT; slow, best quality) "
+                                      "(default {default})")),
     ConfigFlag("tuning", "--tune-steps", "tune.pti.epochs", dict(
         type=int, help="PTI passes over the clip's tuned frames (default {default}, STIT's)")),
     ConfigFlag("tuning", "--tune-frames", "tune.pti.max_frames", dict(

@@ -248,7 +248,8 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
         s = summary.get(name, {})
         lines.append(f"| {name} | " + " | ".join(cell(s[k]) if k in s else "—" for k in CLIP_METRICS) + " |")
     lines += ["", "Mean ± std (median) over clips; IC is eq. (9) of the Feature-Style paper, TL-ID/TG-ID as in "
-              f"STIT (1 = as consistent as the source; {id_mode.replace('_', ' ')}). PSNR means leave out identical frames (inf).", "",
+              f"STIT (1 = as consistent as the source; {id_mode.replace('_', ' ')}). "
+              "PSNR means leave out identical frames (inf).", "",
               "![IC per method](ic_boxplot.png)", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]

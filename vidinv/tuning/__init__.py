@@ -15,7 +15,8 @@ from vidinv.tuning.config import StitchConfig, TuneConfig
 # everything but the settings is loaded on first use, so that ``vidinv.config`` can hold the settings
 # while ``import vidinv`` (and the CLI) stays free of torch
 _LAZY = {"generator_of": "core", "load_lpips_loss": "core", "pivotal_tune": "pti", "boundary_band": "stitch",
-         "render_tuned": "stitch", "stitch_masks": "stitch", "stitch_tune": "stitch", "TunedWeights": "weights",
+         "render_tuned": "stitch", "stitch_masks": "stitch", "stitch_tune": "stitch",
+         "TunedWeights": "weights",
          "load_weights": "weights", "save_weights": "weights", "weights_for_frame": "weights",
          "weights_from_state": "weights", "weights_to_state": "weights"}
 
