@@ -24,3 +24,13 @@ def assert_allclose(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4, rtol: 
     assert a.shape == b.shape
     err = (a - b).abs().max().item()
     assert torch.allclose(a, b, atol=atol, rtol=rtol), f"max abs error {err:.3g}"
+
+
+def latent_edit(w, direction, factor):
+    """The official InterFaceGAN edit ``w + factor * direction``, through the library's edit path."""
+    from vidinv.editing.directions import Direction, apply_edits
+
+    d = torch.as_tensor(direction, dtype=w.dtype)
+    if d.ndim >= 2 and d.shape[-2] > 1:
+        return apply_edits(w, [(Direction("golden", "wplus", d.reshape(-1, d.shape[-1])), factor)])
+    return apply_edits(w, [(Direction("golden", "w", d.reshape(-1)), factor)])

@@ -78,9 +78,9 @@ def test_one_batched_features_call(tiny, monkeypatch):
     calls = []
     orig = tiny.features_at
 
-    def spy(w, k=5, noise=None):
+    def spy(w, k=5, noise=None, **kw):
         calls.append((w.shape[0], k))
-        return orig(w, k, noise)
+        return orig(w, k, noise, **kw)
 
     monkeypatch.setattr(tiny, "features_at", spy)
     w = torch.randn(3, 10, 64)
@@ -137,3 +137,18 @@ def test_exceptions(tiny):
         feature_edit(tiny, w, torch.randn(2, 40, 16, 16), w + 1)
     with pytest.raises(VidinvError, match="feature 5 must be"):
         feature_edit(tiny, w, torch.randn(2, 40, 16, 16))
+
+
+@pytest.mark.parametrize("scale,k", [(1.0, 5), (0.6, 5), (1.0, 4), (1.0, 8)])
+def test_resumed_render_equals_full_render(tiny, scale, k):
+    """The edit resumes G(w~, F~) at layer k from the G^K pass: equal to the full official-style render."""
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(3, 10, 64, generator=g)
+    we = w + 0.5 * torch.randn(3, 10, 64, generator=g)
+    noise = tiny.make_noise(batch=3, generator=g)
+    with torch.no_grad():
+        F = torch.randn(tiny.features_at(w, k).shape, generator=g)
+        out = feature_edit(tiny, w, F, we, noise=noise, k=k, feature_scale=scale)
+        F_edit = F + tiny.features_at(we, k, noise) - tiny.features_at(w, k, noise)
+        ref = tiny.synthesis(we, noise, feature_in=F_edit, feature_idx=k, feature_scale=scale)
+    _close(out, ref, atol=1e-5)

@@ -237,3 +237,34 @@ def test_feature_golden_full(golden_narrow):
         w_0, f_0 = FSInverter(E, edit["inputs"]["latent_avg"])(edit["inputs"]["x"])  # 1024 -> two halvings
     torch.testing.assert_close(w_0, edit["outputs"]["w_0"], atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(f_0, edit["outputs"]["f_0"], atol=1e-3, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- fast path == reference
+def test_fast_path_equals_reference(encoder, encoder_cases):
+    """Inference folds conv+BN and runs channels_last; the unfused module path gives the same values."""
+    x = encoder_cases["inputs"]["x"]
+    with torch.no_grad():
+        fast = encoder(x, return_intermediates=True)
+        encoder.fast = False
+        try:
+            ref = encoder(x, return_intermediates=True)
+        finally:
+            encoder.fast = True
+    pairs = [(fast[0], ref[0]), (fast[1], ref[1]), *zip(fast[2]["block_outputs"], ref[2]["block_outputs"])]
+    for a, b in pairs:
+        scale = b.abs().max().item()  # float32 reassociation across ~50 layers: relative to the map's scale
+        torch.testing.assert_close(a, b, atol=2e-5 * scale, rtol=1e-4)
+        assert a.is_contiguous()
+
+
+def test_fast_path_sees_weight_changes():
+    enc = _tiny(1)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        before = enc(x)[1]
+        enc.block_3[0].bn3.running_var.mul_(4.0)  # in place: the folded weights must be rebuilt
+        after = enc(x)[1]
+        enc.fast = False
+        ref = enc(x)[1]
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, ref, atol=1e-5, rtol=1e-5)

@@ -10,22 +10,12 @@ from vidinv.inverters import INVERTERS, Inverter, available_inverters, load_inve
 from vidinv.inverters.e4e import E4EInverter, load_e4e_inverter, tiny_e4e_inverter
 from vidinv.models.psp import (Encoder4Editing, GradualStyleEncoder, build_encoder, encoder_config_from_state_dict,
                                get_keys, load_psp_checkpoint)
-from golden_utils import assert_max_error, load_pt
+from golden_utils import assert_max_error, latent_edit, load_pt
 
 CODE_ATOL, IMAGE_ATOL = 1e-4, 1e-3  # README: 1-thread vs 2-thread differences are <= 3e-5 / 1e-4
 
 
 _load = load_pt
-
-
-def latent_edit(w, direction, factor):
-    """The official InterFaceGAN edit ``w + factor * direction``, through the library's edit path."""
-    from vidinv.editing.directions import Direction, apply_edits
-
-    d = torch.as_tensor(direction, dtype=w.dtype)
-    if d.ndim >= 2 and d.shape[-2] > 1:
-        return apply_edits(w, [(Direction("golden", "wplus", d.reshape(-1, d.shape[-1])), factor)])
-    return apply_edits(w, [(Direction("golden", "w", d.reshape(-1)), factor)])
 
 
 @pytest.fixture(scope="module")

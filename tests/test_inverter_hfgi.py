@@ -9,7 +9,7 @@ from vidinv.errors import VidinvError
 from vidinv.inverters import Inverter, load_inverter
 from vidinv.inverters.hfgi import HFGIInverter, load_hfgi_inverter, tiny_hfgi_inverter
 from vidinv.models.hfgi import HFGIModel, ResidualAligner, ResidualEncoder, load_hfgi, synthesis_with_conditions
-from golden_utils import assert_max_error, load_pt
+from golden_utils import assert_max_error, latent_edit, load_pt
 
 CODE_ATOL = 1e-4  # README: latents differ by 2.2e-5 between 1 and 2 threads
 ATOL = 2e-3  # README: narrow atol 2e-3 (res_align / fused images reach 9e-4 between thread counts)
@@ -19,16 +19,6 @@ _load = load_pt
 
 
 _close = assert_max_error
-
-
-def latent_edit(w, direction, factor):
-    """The official InterFaceGAN edit ``w + factor * direction``, through the library's edit path."""
-    from vidinv.editing.directions import Direction, apply_edits
-
-    d = torch.as_tensor(direction, dtype=w.dtype)
-    if d.ndim >= 2 and d.shape[-2] > 1:
-        return apply_edits(w, [(Direction("golden", "wplus", d.reshape(-1, d.shape[-1])), factor)])
-    return apply_edits(w, [(Direction("golden", "w", d.reshape(-1)), factor)])
 
 
 @pytest.fixture(scope="module")

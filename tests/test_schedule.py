@@ -68,3 +68,11 @@ def test_feature_schedule_drives_apply_edits():
     for t in range(T):
         torch.testing.assert_close(delta[t, 3], float(1.5 * mult[t]) * 3.0 * d.vector, atol=1e-5, rtol=0)
     assert delta[0].abs().max() == 0 and delta[-1].abs().max() == 0
+
+
+@pytest.mark.parametrize("text", ["constant:nan", "constant:inf", "keys:0=0,10=nan", "keys:0=-inf"])
+def test_exception_non_finite_schedule_values(text):
+    from vidinv.errors import InputError
+
+    with pytest.raises(InputError, match="finite"):
+        Schedule.parse(text)

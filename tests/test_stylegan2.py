@@ -341,3 +341,74 @@ def test_upfirdn2d(up, down, pad):
     ref = np.stack([_upfirdn_ref(xi, k.numpy().astype(np.float64), up, down, pad) for xi in x.double().numpy()])
     assert out.shape == ref.shape
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-5)
+
+
+# ------------------------------------------------------------------ fast paths equal the reference paths
+@pytest.mark.parametrize("taps", [4, 6, 3])
+def test_upsample_fast_equals_upfirdn(taps):
+    from vidinv.models.stylegan2 import Upsample
+
+    g = torch.Generator().manual_seed(taps)
+    up = Upsample([1.0] * taps)
+    up.kernel.copy_(torch.rand(taps, taps, generator=g))  # asymmetric: catches a flipped kernel
+    for x in (torch.randn(2, 3, 9, 9, generator=g), torch.randn(2, 3, 9, 9, generator=g).to(
+            memory_format=torch.channels_last)):
+        ref = upfirdn2d(x, up.kernel, up=2, pad=up.pad)
+        out = up(x)
+        assert out.shape == ref.shape == (2, 3, 18, 18)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def _set_fast(G, on: bool) -> None:
+    G.per_sample = on
+    for m in G.modules():
+        if hasattr(m, "fast"):
+            m.fast = on
+
+
+def test_batch_per_sample_equals_single_and_reference(tiny, monkeypatch):
+    """A batch (one sample at a time from the big layers on) == each sample alone == the batched path."""
+    g = torch.Generator().manual_seed(3)
+    B = 4
+    w = torch.randn(B, tiny.n_latent, tiny.style_dim, generator=g)
+    noise = tiny.make_noise(B, generator=g)
+    noise[3] = noise[3][:1]  # a batch-1 entry is shared
+    f5 = torch.randn(B, *tiny.features_at(w[:1], 5).shape[1:], generator=g)
+    calls = []
+    orig = type(tiny)._per_sample
+    monkeypatch.setattr(type(tiny), "_per_sample", lambda self, *a: calls.append(1) or orig(self, *a))
+    with torch.no_grad():
+        img, feats = tiny([w], input_is_latent=True, noise=noise, return_features=True,
+                          features_in=[None] * 5 + [f5] + [None] * (tiny.n_latent - 6), feature_scale=0.7)
+        assert calls, "the tiny generator should reach the per-sample switch"
+        for b in range(B):
+            nb = [n if n.shape[0] == 1 else n[b:b + 1] for n in noise]
+            fin = [None] * 5 + [f5[b:b + 1]] + [None] * (tiny.n_latent - 6)
+            one, fb = tiny([w[b:b + 1]], input_is_latent=True, noise=nb, return_features=True,
+                           features_in=fin, feature_scale=0.7)
+            torch.testing.assert_close(img[b:b + 1], one, atol=1e-5, rtol=0)
+            for f, f1 in zip(feats, fb):
+                torch.testing.assert_close(f[b:b + 1], f1, atol=1e-5, rtol=0)
+        _set_fast(tiny, False)
+        try:
+            ref = tiny([w], input_is_latent=True, noise=noise, return_features=True,
+                       features_in=[None] * 5 + [f5] + [None] * (tiny.n_latent - 6), feature_scale=0.7)
+            ref_k = tiny.features_at(w, 7, noise)
+        finally:
+            _set_fast(tiny, True)
+        torch.testing.assert_close(img, ref[0], atol=1e-5, rtol=0)
+        assert len(feats) == len(ref[1]) == tiny.n_latent
+        torch.testing.assert_close(tiny.features_at(w, 7, noise), ref_k, atol=1e-5, rtol=0)
+
+
+def test_synthesis_from_resumes_and_checks(tiny):
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(2, tiny.n_latent, tiny.style_dim, generator=g)
+    with torch.no_grad():
+        x, skip = tiny.features_at(w, 5, return_skip=True)
+        torch.testing.assert_close(x, tiny.features_at(w, 5), atol=1e-6, rtol=0)
+        torch.testing.assert_close(tiny.synthesis_from(5, x, skip, w), tiny.synthesis(w), atol=1e-5, rtol=0)
+        with pytest.raises(VidinvError, match="return_skip needs"):
+            tiny.features_at(w, 0, return_skip=True)
+        with pytest.raises(VidinvError, match="feature 5 must be"):
+            tiny.synthesis_from(5, x[:, :3], skip, w)

@@ -35,14 +35,7 @@ def small_config(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny nets gain nothing from intra-op threads; on a shared CPU the spinning OpenMP workers
-    made this file 15x slower (183 s vs 11 s measured at load 5 on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ from vidinv.tuning import core
 FAST = dict(lr=1e-2, batch=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny nets gain nothing from intra-op threads on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.one_thread
 
 
 def rows(code, idx):

@@ -22,12 +22,7 @@ from vidinv.tuning import (StitchConfig, TuneConfig, boundary_band, pivotal_tune
 from vidinv.tuning.core import masked_error
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

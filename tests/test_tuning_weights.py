@@ -14,12 +14,7 @@ from vidinv.tuning.core import snapshot
 from vidinv.tuning.weights import changed_params
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest.one_thread
 
 
 def smooth_crops(n=3, seed=0):

@@ -178,21 +178,12 @@ def _offline() -> bool:
 
 
 def dlib_model_dir() -> Path | None:
-    """The folder of face_recognition_models' .dat files, found by path (importing that package fails)."""
-    try:
-        spec = importlib.util.find_spec("face_recognition_models")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            d = Path(loc) / "models"
-            if d.is_dir():
-                return d
-    for base in sys.path:
-        d = Path(base) / "face_recognition_models" / "models"
-        if d.is_dir():
-            return d
-    return None
+    """The folder of dlib's .dat files (the one lookup in :mod:`vidinv.faces.weights`, which honours
+    ``$VIDINV_DLIB_MODELS``), or None."""
+    from vidinv.faces.weights import find_dlib_model
+
+    path = find_dlib_model(DLIB_FILES[0])
+    return None if path is None else path.parent
 
 
 def check_face_backends() -> list[Check]:
@@ -218,7 +209,9 @@ def check_face_backends() -> list[Check]:
     else:
         out.append(Check("WARN", "face-alignment", "installed; weights not cached (it downloads them on first use, "
                          "or `vidinv weights fetch fan_2dfan4 fan_s3fd`)"))
-    root = Path(os.environ.get("INSIGHTFACE_HOME", "~/.insightface")).expanduser() / "models"
+    from vidinv.faces.weights import insightface_root
+
+    root = insightface_root() / "models"
     packs = sorted(p.name for p in root.glob("*") if p.is_dir() and any(p.glob("*.onnx"))) if root.is_dir() else []
     if importlib.util.find_spec("insightface") is None:
         out.append(Check("WARN", "insightface", "not installed"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 EXAMPLES = """examples:
   vidinv faces clip.mp4                 # prints the tracks, writes clip_faces.png
   vidinv edit clip.mp4 --face 1 --attr smile
@@ -25,6 +23,8 @@ def add_parser(sub) -> None:
 
 
 def track_summary(tracks, analysis_frames: int) -> list[dict]:
+    import numpy as np
+
     rows = []
     for tr in tracks:
         boxes = np.stack([f.bbox for f in tr.faces])
@@ -37,6 +37,7 @@ def track_summary(tracks, analysis_frames: int) -> list[dict]:
 def thumbnail_sheet(path: Path, src: Path, tracks, thumb: int = 128) -> None:
     """One thumbnail per track (its middle detection), labelled with the track id."""
     import cv2
+    import numpy as np
 
     from vidinv.io.video import VideoReader
 
@@ -57,13 +58,16 @@ def thumbnail_sheet(path: Path, src: Path, tracks, thumb: int = 128) -> None:
         cv2.putText(tile, f"#{tr.id}", (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2)
         tiles.append(tile)
     sheet = np.concatenate(tiles, axis=1)
-    tmp = path.with_name(f".{path.name}.part.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    tmp.replace(path)
+    from vidinv.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.edit import ChunkCache, EditPipeline, plan_geometry
+    from pipelines.cache import ChunkCache
+    from pipelines.edit import EditPipeline
+    from pipelines.geometry import plan_geometry
     from vidinv.commands.edit import config_from_args
     from vidinv.errors import InputError
     from vidinv.io.video import probe

@@ -19,7 +19,8 @@ def feature_edit(G, w: Tensor, F: Tensor, w_edit: Tensor | None = None, noise: S
     """Render an edited (or inverted) face from its W+ code and feature code.
 
     G^K(w) and G^K(w~) come from one batched ``G.features_at`` call (the two halves of a
-    ``[2B, ...]`` batch), then ``G.synthesis(w~, noise, feature_in=F~, feature_idx=k)``.
+    ``[2B, ...]`` batch), then ``G(w~, F~)`` resumes from layer k of the w~ half
+    (``G.synthesis_from``; equal to ``G.synthesis(w~, noise, feature_in=F~, feature_idx=k)``).
 
     Args:
         G: a ``vidinv.models.stylegan2.Generator``.
@@ -45,9 +46,14 @@ def feature_edit(G, w: Tensor, F: Tensor, w_edit: Tensor | None = None, noise: S
         return G.synthesis(w, noise, feature_in=F, feature_idx=k, feature_scale=feature_scale)
     if w_edit.shape != w.shape:
         raise VidinvError(f"w_edit must have the shape of w {list(w.shape)}, got {list(w_edit.shape)}")
+    if feature_scale == 0:  # the blend keeps G's own feature k: F and G^K(w) play no part
+        return G.synthesis(w_edit, noise)
     noise2 = None if noise is None else [n if n is None or n.shape[0] == 1 else torch.cat([n, n]) for n in noise]
-    g = G.features_at(torch.cat([w, w_edit]), k, noise=noise2)  # [2B, C, r, r]: G^K(w) ; G^K(w~)
+    # [2B, C, r, r]: G^K(w) ; G^K(w~), and the RGB skip through layer k (only the w~ half is used)
+    g, skip = G.features_at(torch.cat([w, w_edit]), k, noise=noise2, return_skip=True)
     if g.shape[1:] != F.shape[1:]:
         raise VidinvError(f"F must be [B, {g.shape[1]}, {g.shape[2]}, {g.shape[3]}] for layer k={k}, got {list(F.shape)}")
     F_edit = F + (g[B:] - g[:B]).to(F.dtype)
-    return G.synthesis(w_edit, noise, feature_in=F_edit, feature_idx=k, feature_scale=feature_scale)
+    # G(w~, F~) resumes at layer k (layers 0..k-1 of w~ ran above) after the official insert_feature blend
+    x = (1 - feature_scale) * g[B:] + feature_scale * F_edit.to(g.dtype)
+    return G.synthesis_from(k, x, skip[B:], w_edit, noise)

@@ -82,6 +82,25 @@ def _fit_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int):
     return svm.coef_.reshape(-1), lambda Z: svm.predict(Z).astype(np.int64)
 
 
+def _flat_codes(codes, labels, n_latent: int | None) -> tuple[np.ndarray, tuple]:
+    """Codes as float64 ``[N, D]`` and the shape of one direction (``(L, sd)`` for W+, ``(sd,)`` for W)."""
+    X = codes.detach().cpu().double().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes, np.float64)
+    if X.ndim not in (2, 3):
+        raise VidinvError(f"codes must be [N, L, sd] or [N, D], got shape {X.shape}")
+    N = X.shape[0]
+    if len(np.asarray(labels).reshape(-1)) != N:
+        raise VidinvError(f"{N} codes but {len(np.asarray(labels).reshape(-1))} labels")
+    if X.ndim == 3:
+        shape = X.shape[1:]
+    elif n_latent and n_latent > 1:
+        if X.shape[1] % n_latent:
+            raise VidinvError(f"codes of {X.shape[1]} values do not split into {n_latent} W+ layers")
+        shape = (n_latent, X.shape[1] // n_latent)
+    else:
+        shape = (X.shape[1],)
+    return X.reshape(N, -1), tuple(shape)
+
+
 def fit_interfacegan(codes, labels, C: float = 1.0, fraction: float = 0.02, split: float = 0.7,
                      name: str = "fitted", n_latent: int | None = None, scale: float | None = None,
                      seed: int = 0, max_iter: int = 10000) -> Direction:
@@ -106,21 +125,8 @@ def fit_interfacegan(codes, labels, C: float = 1.0, fraction: float = 0.02, spli
     Shape:
         codes ``[N, L, sd]`` / ``[N, sd]``; labels ``[N]``.
     """
-    X = codes.detach().cpu().double().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes, np.float64)
-    if X.ndim not in (2, 3):
-        raise VidinvError(f"codes must be [N, L, sd] or [N, D], got shape {X.shape}")
+    X, shape = _flat_codes(codes, labels, n_latent)
     N = X.shape[0]
-    if len(np.asarray(labels).reshape(-1)) != N:
-        raise VidinvError(f"{N} codes but {len(np.asarray(labels).reshape(-1))} labels")
-    if X.ndim == 3:
-        shape = X.shape[1:]
-    elif n_latent and n_latent > 1:
-        if X.shape[1] % n_latent:
-            raise VidinvError(f"codes of {X.shape[1]} values do not split into {n_latent} W+ layers")
-        shape = (n_latent, X.shape[1] // n_latent)
-    else:
-        shape = (X.shape[1],)
-    X = X.reshape(N, -1)
     if not 0 < split <= 1:
         raise VidinvError(f"split must be in (0, 1], got {split}")
     idx, y = select_examples(labels, fraction)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vidinv.editing.attributes import parse_strength
 from vidinv.errors import VidinvError
 
 FORMS = ("constant | constant:VALUE | ramp:IN[,OUT] (frames, or seconds with an 's') | "
@@ -81,10 +82,7 @@ class Schedule:
         head, _, body = str(text).strip().partition(":")
         head = head.lower()
         if head == "constant":
-            try:
-                return cls(value=float(body))
-            except ValueError:
-                raise VidinvError(f"schedule {text!r}: constant:VALUE needs a number") from None
+            return cls(value=parse_strength(body, f"schedule {text!r}"))
         if head == "ramp":
             parts = [p for p in body.split(",") if p.strip()]
             if not 1 <= len(parts) <= 2:
@@ -103,10 +101,7 @@ class Schedule:
                     raise VidinvError(f"schedule {text!r}: keyframe {item!r} must be T=V")
                 tv, secs = _duration(t)
                 unit.add(secs)
-                try:
-                    keys.append((tv, float(v)))
-                except ValueError:
-                    raise VidinvError(f"schedule {text!r}: keyframe value {v!r} is not a number") from None
+                keys.append((tv, parse_strength(v, f"schedule {text!r}, keyframe {item.strip()!r}")))
             if len(unit) > 1:
                 raise VidinvError(f"schedule {text!r}: give every key time in frames or every one in seconds")
             return cls("keys", keys=keys, seconds=unit == {True})

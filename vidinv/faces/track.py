@@ -289,6 +289,7 @@ def detect_cuts(frames_or_hists: np.ndarray, threshold: float | str | None = "au
 
 
 def segments(cuts: Sequence[int], T: int) -> list[tuple[int, int]]:
-    """Half-open ``[a, b)`` shot segments of a clip of ``T`` frames split at ``cuts``."""
-    bounds = [0, *sorted(c for c in set(int(c) for c in cuts) if 0 < c < T), T]
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    """Half-open ``[a, b)`` shot segments of a clip of ``T`` frames split at ``cuts`` (cuts outside ``(0, T)`` ignored)."""
+    from stabilizers.runs import segment_bounds
+
+    return segment_bounds(T, [c for c in set(int(c) for c in cuts) if 0 < c < T])

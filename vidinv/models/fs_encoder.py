@@ -81,6 +81,42 @@ def preprocess(x: Tensor, size: int = ENCODER_SIZE) -> Tensor:
     return x
 
 
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``bn(conv(x))`` in eval mode as one conv.
+
+    Weight ``W g / sqrt(v + eps)``, bias ``b - m g / sqrt(v + eps)`` (g, b, m, v: the BN's
+    parameters and running stats).
+
+    Folded in float64; the weight comes back channels_last (oneDNN's fast layout on the CPU).
+    """
+    inv = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    w = conv.weight.double() * inv.view(-1, 1, 1, 1)
+    b = bn.bias.double() - bn.running_mean.double() * inv
+    if conv.bias is not None:
+        b = b + conv.bias.double() * inv
+    return w.to(dtype).contiguous(memory_format=torch.channels_last), b.to(dtype)
+
+
+def _conv(conv: nn.Conv2d, P: dict, x: Tensor) -> Tensor:
+    w, b = P[conv]
+    return F.conv2d(x, w, b, conv.stride, conv.padding)
+
+
+def _stem_fast(enc: FSEncoder, P: dict, x: Tensor) -> Tensor:
+    return enc.conv[2](_conv(enc.conv[0], P, x.contiguous(memory_format=torch.channels_last)))
+
+
+def _block_fast(blk: nn.Module, P: dict, x: Tensor) -> Tensor:
+    """An IBasicBlock with its conv1+bn2, conv2+bn3 (and shortcut conv+BN) folded."""
+    out = _conv(blk.conv2, P, blk.prelu(_conv(blk.conv1, P, blk.bn1(x))))
+    return out.add_(x if blk.downsample is None else _conv(blk.downsample[0], P, x))
+
+
+def _content_fast(layer: nn.Sequential, P: dict, x: Tensor) -> Tensor:
+    """content_layer: BN, (conv+BN), PReLU, (conv+BN) with the pairs folded."""
+    return _conv(layer[4], P, layer[3](_conv(layer[1], P, layer[0](x))))
+
+
 class FSEncoder(nn.Module):
     """``fs_encoder_v2``: W+ styles and the feature code F from one 256x256 face.
 
@@ -131,6 +167,23 @@ class FSEncoder(nn.Module):
         )
         self.avg_pool = nn.AdaptiveAvgPool2d((3, 3))
         self.styles = nn.ModuleList(nn.Linear(9 * sum(w), style_dim) for _ in range(n_styles))
+        self.fast = True  # inference (eval, no grad): conv+BN folded, channels_last (not in the state_dict)
+        self._fold_cache: tuple = ((), {})
+
+    def _folded(self, x: Tensor) -> dict[nn.Module, tuple[Tensor, Tensor]]:
+        """Every conv followed by a BN, folded (:func:`fold_conv_bn`); recomputed when a weight changes."""
+        tensors = self.state_dict(keep_vars=True).values()
+        key = (x.device, x.dtype, *((t.data_ptr(), t._version) for t in tensors))
+        if self._fold_cache[0] != key:
+            pairs = [(self.conv[0], self.conv[1]), (self.content_layer[1], self.content_layer[2]),
+                     (self.content_layer[4], self.content_layer[5])]
+            for stage in (self.block_1, self.block_2, self.block_3, self.block_4):
+                for b in stage:
+                    pairs += [(b.conv1, b.bn2), (b.conv2, b.bn3)]
+                    if b.downsample is not None:
+                        pairs.append((b.downsample[0], b.downsample[1]))
+            self._fold_cache = (key, {c: fold_conv_bn(c, bn, x.dtype) for c, bn in pairs})
+        return self._fold_cache[1]
 
     def forward(self, x: Tensor, return_intermediates: bool = False):
         """Encode faces; with ``return_intermediates`` also a dict with ``block_outputs`` (4 maps)
@@ -140,15 +193,21 @@ class FSEncoder(nn.Module):
             raise VidinvError(
                 f"FSEncoder expects square inputs with a side divisible by 16 (256), got {tuple(x.shape)}"
             )
-        x = self.conv(x)
+        fast = self.fast and not self.training and not torch.is_grad_enabled()
+        P = self._folded(x) if fast else None
+        x = _stem_fast(self, P, x) if fast else self.conv(x)
         blocks, pooled = [], []
         content = None
-        for i, block in enumerate((self.block_1, self.block_2, self.block_3, self.block_4)):
-            x = block(x)
+        for i, stage in enumerate((self.block_1, self.block_2, self.block_3, self.block_4)):
+            for block in stage:
+                x = _block_fast(block, P, x) if fast else block(x)
             if i == 2:
-                content = self.content_layer(x)  # [B, C, 16, 16]
+                layer = self.content_layer
+                content = _content_fast(layer, P, x) if fast else layer(x)  # [B, C, 16, 16]
             blocks.append(x)
             pooled.append(self.avg_pool(x))
+        if fast:
+            content, blocks = content.contiguous(), [b.contiguous() for b in blocks]
         flat = torch.cat(pooled, dim=1).flatten(1)  # [B, 9 * sum(widths)]
         w = torch.stack([style(flat) for style in self.styles], dim=1)  # [B, L, sd]
         if return_intermediates:

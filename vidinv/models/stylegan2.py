@@ -130,8 +130,15 @@ class Upsample(nn.Module):
         self.register_buffer("kernel", make_kernel(kernel) * factor**2)
         p = self.kernel.shape[0] - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+        self.fast = True  # the transposed-conv form (no zero insertion); False: the reference upfirdn2d
 
     def forward(self, x: Tensor) -> Tensor:
+        K, (p0, p1) = self.kernel.shape[0], self.pad
+        q = K - 1 - p0  # polyphase: a depthwise stride-`factor` transposed conv, cropped by q on both sides
+        if self.fast and q >= 0 and p1 == p0 - self.factor + 1:
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast depthwise layout
+            k = self.kernel.to(x.dtype).expand(x.shape[1], 1, K, K)
+            return F.conv_transpose2d(x, k, stride=self.factor, padding=q, groups=x.shape[1])
         return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
 
 
@@ -341,6 +348,7 @@ class Generator(nn.Module):
             raise VidinvError(f"channels has no width for resolutions {missing}")
         self.channels = ch
         self.channels_last = True  # activation memory format (not part of the state_dict)
+        self.per_sample = True  # batches switch to one sample at a time where that is cheaper (see _layers)
         self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp,
                                                               activation="fused_lrelu") for _ in range(n_mlp)])
         self.input = ConstantInput(ch[4])
@@ -397,39 +405,76 @@ class Generator(nn.Module):
         raise VidinvError(f"w must be [B, {self.n_latent}, {self.style_dim}] or [B, {self.style_dim}], "
                           f"got {list(w.shape)}")
 
+    def _plan(self) -> list[tuple[int, StyledConv, tuple[ToRGB, int] | None]]:
+        """The synthesis layers in order: ``(t, conv, rgb)`` with t the noise/latent index and rgb the
+        ``(ToRGB, its latent index)`` that follows the conv, or None.
+
+        Conv ``t`` consumes feature ``t`` and produces feature ``t + 1``.
+        """
+        plan: list = [(0, self.conv1, (self.to_rgb1, 1))]
+        for j, rgb in enumerate(self.to_rgbs):
+            i = 2 * j + 1
+            plan += [(i, self.convs[2 * j], None), (i + 1, self.convs[2 * j + 1], (rgb, i + 2))]
+        return plan
+
+    def _nhwc(self, x: Tensor) -> Tensor:
+        """Activations in NHWC: much faster convs / depthwise blurs with oneDNN on the CPU."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def _run(self, latent: Tensor, noise: Sequence[Tensor | None], features_in: Mapping[int, Tensor],
              feature_scale: float, stop: int | None = None, return_features: bool = False):
         """Run the layers; ``stop=k`` returns feature k (no RGB); otherwise ``(image, features)``."""
-        B = latent.shape[0]
-        feats: list[Tensor] = []
-
-        def put(x: Tensor, k: int) -> Tensor:  # the official insert_feature: x <- (1-s) x + s f_k
-            f = features_in.get(k)
-            return x if f is None else (1 - feature_scale) * x + feature_scale * f.to(x.dtype)
-
-        x = self.input(B)
-        if self.channels_last:  # NHWC: much faster convs / depthwise blurs with oneDNN on the CPU
-            x = x.contiguous(memory_format=torch.channels_last)
-        if return_features:
-            feats.append(x.contiguous())
+        x = self._nhwc(self.input(latent.shape[0]))
+        feats = [x.contiguous()] if return_features else None
         if stop == 0:
             return x
-        x = self.conv1(x, latent[:, 0], noise[0])
-        if return_features:
-            feats.append(x.contiguous())
-        if stop == 1:
-            return x
-        skip = self.to_rgb1(x, latent[:, 1])
-        for j, rgb in enumerate(self.to_rgbs):
-            i = 2 * j + 1  # noise/latent index of the upsampling conv; its input is feature i
-            for t, conv in ((i, self.convs[2 * j]), (i + 1, self.convs[2 * j + 1])):
-                x = conv(put(x, t), latent[:, t], noise[t])
-                if return_features:
-                    feats.append(x.contiguous())
-                if stop == t + 1:
-                    return x
-            skip = rgb(x, latent[:, i + 2], skip)
-        return skip.contiguous(), (feats if return_features else None)
+        return self._layers(self._plan(), 0, x, None, latent, noise, features_in, feature_scale, stop, feats)
+
+    def _layers(self, plan: list, start: int, x: Tensor, skip: Tensor | None, latent: Tensor,
+                noise: Sequence[Tensor | None], fin: Mapping[int, Tensor], scale: float, stop: int | None,
+                feats: list[Tensor] | None, with_skip: bool = False):
+        """``plan[start:]`` on ``x`` (and the RGB ``skip``); returns feature ``stop`` (with ``with_skip``:
+        and the RGB skip so far, the ToRGB of that layer included), or ``(image, feats)``.
+
+        A batch switches to one sample at a time at the first layer whose per-sample activations
+        outnumber its weight: from there on folding style and demodulation into the weight (the
+        batch-1 path) is cheaper than the shared-weight batch path and its extra passes, and each
+        sample's maps stay cache-sized. The cost order is monotone along the network (activations
+        grow, weights shrink), so this is the per-layer choice.
+        """
+        for n in range(start, len(plan)):
+            t, conv, rgb = plan[n]
+            if self.per_sample and x.shape[0] > 1 and x[0].numel() > conv.conv.weight.numel():
+                return self._per_sample(plan, n, x, skip, latent, noise, fin, scale, stop, feats, with_skip)
+            f = fin.get(t)  # the official insert_feature: x <- (1-s) x + s f_t
+            x = x if f is None else self._nhwc((1 - scale) * x + scale * f.to(x.dtype))
+            x = conv(x, latent[:, t], noise[t])
+            if feats is not None:
+                feats.append(x.contiguous())
+            if stop == t + 1 and not with_skip:
+                return x
+            if rgb is not None:
+                skip = rgb[0](x, latent[:, rgb[1]], skip)
+            if stop == t + 1:
+                return x, skip
+        return skip.contiguous(), feats
+
+    def _per_sample(self, plan: list, n: int, x: Tensor, skip: Tensor | None, latent: Tensor,
+                    noise: Sequence[Tensor | None], fin: Mapping[int, Tensor], scale: float, stop: int | None,
+                    feats: list[Tensor] | None, with_skip: bool = False):
+        """``plan[n:]`` one sample at a time (batch-1 noise / features are shared); results concatenated."""
+        outs = []
+        for b in range(x.shape[0]):
+            def one(v: Tensor | None) -> Tensor | None:
+                return v if v is None or v.shape[0] == 1 else v[b:b + 1]
+            outs.append(self._layers(plan, n, x[b:b + 1], one(skip), latent[b:b + 1], [one(z) for z in noise],
+                                     {k: one(f) for k, f in fin.items()}, scale, stop,
+                                     None if feats is None else [], with_skip))
+        if stop is not None:
+            return tuple(torch.cat(o) for o in zip(*outs)) if with_skip else torch.cat(outs)
+        if feats is not None:
+            feats += [torch.cat(f) for f in zip(*(o[1] for o in outs))]
+        return torch.cat([o[0] for o in outs]), feats
 
     def _check_feature(self, f: Tensor, k: int, batch: int) -> None:
         if not 1 <= k < self.n_latent:
@@ -468,8 +513,10 @@ class Generator(nn.Module):
         img, feats = self._run(latent, noise, fin, feature_scale, return_features=return_features)
         return (img, feats) if return_features else img
 
-    def features_at(self, w: Tensor, k: int = 5, noise: Sequence[Tensor | None] | None = None) -> Tensor:
-        """G^K(w): feature ``k`` of the official list; runs only the layers up to it (no RGB).
+    def features_at(self, w: Tensor, k: int = 5, noise: Sequence[Tensor | None] | None = None,
+                    return_skip: bool = False):
+        """G^K(w): feature ``k`` of the official list; runs only the layers up to it (no RGB unless
+        ``return_skip``: then also the RGB skip through layer k, for :meth:`synthesis_from`).
 
         Shape:
             w ``[B, L, sd]`` or ``[B, sd]`` -> ``[B, C_r, r, r]`` (``[B, C16, 16, 16]`` for k=5).
@@ -478,7 +525,29 @@ class Generator(nn.Module):
             raise VidinvError(f"feature index k must be in 0..{self.n_latent - 1}, got {k}")
         latent = self._latent(w)
         noise = _as_noise_list(self.stored_noise() if noise is None else noise, self, latent.shape[0])
-        return self._run(latent, noise, {}, 1.0, stop=k).contiguous()
+        if not return_skip:
+            return self._run(latent, noise, {}, 1.0, stop=k).contiguous()
+        if k < 1:
+            raise VidinvError(f"return_skip needs a feature index k >= 1, got {k}")
+        x = self._nhwc(self.input(latent.shape[0]))
+        x, skip = self._layers(self._plan(), 0, x, None, latent, noise, {}, 1.0, k, None, with_skip=True)
+        return x.contiguous(), skip
+
+    def synthesis_from(self, k: int, x: Tensor, skip: Tensor, w: Tensor,
+                       noise: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Resume a render at layer ``k``: ``x`` is feature k, ``skip`` the RGB of the layers before
+        (both from ``features_at(w, k, noise, return_skip=True)``, x possibly replaced). Equals
+        ``synthesis(w, noise, feature_in=x, feature_idx=k)`` without re-running layers 0..k-1.
+
+        Shape:
+            x ``[B, C_r, r, r]``, skip ``[B, 3, r', r']``, w ``[B, L, sd]`` -> ``[B, 3, S, S]``.
+        """
+        latent = self._latent(w)
+        B = latent.shape[0]
+        self._check_feature(x, k, B)
+        noise = _as_noise_list(self.stored_noise() if noise is None else noise, self, B)
+        img, _ = self._layers(self._plan(), k, self._nhwc(x), skip, latent, noise, {}, 1.0, None, None)
+        return img
 
     def forward(self, styles: Tensor | Sequence[Tensor], input_is_latent: bool = False,
                 noise: Sequence[Tensor | None] | None = None, randomize_noise: bool = True, truncation: float = 1,

@@ -18,12 +18,10 @@ worker (``pipelines/train_ray.py``), which passes ``rank``/``world`` and a model
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -32,8 +30,9 @@ from torch import Tensor, nn
 
 from vidinv.errors import InputError, VidinvError
 from vidinv.models.fs_encoder import ENCODER_SIZE, FSEncoder, preprocess
+from vidinv.training.config import ABLATIONS, DataConfig, EncoderConfig, TrainConfig, load_train_config
 from vidinv.training.data import ImageFolder, StepBatchSampler, sample_synthetic, stack_noise
-from vidinv.training.losses import FSLoss, LossConfig, build_lpips, freeze
+from vidinv.training.losses import FSLoss, build_lpips, freeze
 from vidinv.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -41,164 +40,18 @@ log = logging.getLogger(__name__)
 __all__ = ["TrainConfig", "DataConfig", "EncoderConfig", "TrainModels", "Trainer", "ABLATIONS", "load_train_config",
            "build_models", "atomic_save"]
 
-#: Supplementary Table 1 ablations -> what each removes.
-ABLATIONS = {
-    "no_mse": "the pixel MSE term",
-    "no_identity": "the ArcFace identity terms",
-    "no_parsing": "the face-parsing terms",
-    "single_scale_lpips": "the 1/2 and 1/4 LPIPS scales",
-    "no_feature": "the feature branch (x2 = G(w, F) and the feature loss)",
-    "real_only": "synthetic images (the batch is all real)",
-}
 LOG_COLUMNS = ("step", "epoch", "lr", "feature_scale", "total", "mse", "lpips_1", "lpips_2", "feature", "id_1",
                "id_2", "parsing_1", "parsing_2", "sec_per_step")
 
 
-@dataclass
-class DataConfig:
-    """Batch composition and loading.
-
-    Attributes:
-        batch_real, batch_synth: real and synthetic faces per step (paper: 2 + 2).
-        workers: DataLoader worker processes.
-        on_bad: 'skip' or 'error' for unreadable image files.
-        truncation: psi for the synthetic samples (1 = none, as the official).
-    """
-
-    batch_real: int = 2
-    batch_synth: int = 2
-    workers: int = 2
-    on_bad: str = "skip"
-    truncation: float = 1.0
-
-
-@dataclass
-class EncoderConfig:
-    """The encoder's trunk; n_styles, style_dim and F's channels come from the generator.
-
-    Attributes:
-        widths, layers: the IResNet stages (iresnet50: 64/128/256/512, 3/4/14/3).
-        init_from_arcface: start the trunk from the ArcFace backbone (official) when shapes match.
-    """
-
-    widths: tuple = (64, 128, 256, 512)
-    layers: tuple = (3, 4, 14, 3)
-    init_from_arcface: bool = True
-
-
-@dataclass
-class TrainConfig:
-    """Everything ``vidinv train`` needs (YAML in configs/train_*.yaml; every default lives here).
-
-    Attributes:
-        generator: 'zoo' (psp_ffhq_encode), a zoo name, a checkpoint path, or 'tiny'.
-        arcface: 'zoo', a path, 'tiny' or 'none' (identity loss off).
-        parser: 'zoo', a path, 'random' (tests) or 'none' (parsing loss off).
-        lpips: 'pretrained' or 'random' (tests: a random AlexNet backbone).
-        feature_idx: K, the generator layer F replaces (4-7; 5 = 16x16).
-        feature_scale_ramp: steps over which the feature blend rises from 0 to 1 (official 1e4).
-        epochs, iters_per_epoch: 12 x 10k.
-        lr, betas, weight_decay, optimizer: Ranger at 1e-4, (0.95, 0.999), 0.
-        lr_drop_epochs, lr_gamma: the LR is multiplied by gamma at these epochs (10: the last 2 of 12).
-        ablate: names from :data:`ABLATIONS`.
-        log_every, sample_every, checkpoint_every, val_every: steps (0 = never; checkpoints also at epoch ends).
-        val_max_images: cap on validation images.
-        seed: the run's seed (data order, synthetic samples, noise).
-        device: 'auto', 'cpu', 'cuda', ...
-    """
-
-    generator: str = "zoo"
-    arcface: str = "zoo"
-    parser: str = "zoo"
-    lpips: str = "pretrained"
-    feature_idx: int = 5
-    feature_scale_ramp: int = 10000
-    epochs: int = 12
-    iters_per_epoch: int = 10000
-    lr: float = 1e-4
-    betas: tuple = (0.95, 0.999)
-    weight_decay: float = 0.0
-    optimizer: str = "ranger"
-    lr_drop_epochs: tuple = (10,)
-    lr_gamma: float = 0.1
-    ablate: tuple = ()
-    log_every: int = 10
-    sample_every: int = 100
-    checkpoint_every: int = 1000
-    val_every: int = 0
-    val_max_images: int = 64
-    seed: int = 0
-    device: str = "auto"
-    loss: LossConfig = field(default_factory=LossConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-
-    def __post_init__(self):
-        bad = [a for a in self.ablate if a not in ABLATIONS]
-        if bad:
-            raise VidinvError(f"unknown ablation {bad[0]!r}: choose from {', '.join(ABLATIONS)}")
-        if not 4 <= self.feature_idx <= 7:
-            raise VidinvError(f"feature_idx must be in 4..7, got {self.feature_idx}")
-        if self.epochs < 1 or self.iters_per_epoch < 1:
-            raise VidinvError(f"epochs and iters_per_epoch must be >= 1, got {self.epochs}, {self.iters_per_epoch}")
-        if self.data.batch_real < 0 or self.data.batch_synth < 0 or self.data.batch_real + self.data.batch_synth < 1:
-            raise VidinvError("the batch needs at least one image (data.batch_real + data.batch_synth >= 1)")
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.iters_per_epoch
-
-    def effective_loss(self) -> LossConfig:
-        """The loss config with the ablations applied."""
-        c, a = dataclasses.replace(self.loss), set(self.ablate)
-        if "no_mse" in a:
-            c.mse = 0.0
-        if "no_identity" in a or self.arcface == "none":
-            c.identity = 0.0
-        if "no_parsing" in a or self.parser == "none":
-            c.parsing = 0.0
-        if "single_scale_lpips" in a:
-            c.lpips_scales = 1
-        if "no_feature" in a:
-            c.feature = 0.0
-        return c
-
-    def batch_sizes(self) -> tuple[int, int]:
-        """(real, synthetic) per step after the ablations ('real_only' keeps the batch size)."""
-        if "real_only" in self.ablate:
-            return self.data.batch_real + self.data.batch_synth, 0
-        return self.data.batch_real, self.data.batch_synth
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict` (unknown keys are errors)."""
-        from vidinv.config import apply_overrides
-
-        return apply_overrides(cls(), data)
-
-    def to_dict(self) -> dict:
-        def plain(v):
-            if dataclasses.is_dataclass(v):
-                return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-            return list(v) if isinstance(v, tuple) else v
-
-        return plain(self)
-
-
-def load_train_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config (unknown keys are errors) and apply dotted ``overrides``."""
-    from vidinv.config import load_dataclass
-
-    return load_dataclass(TrainConfig, path, overrides, "training config")
-
-
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename (never a half-written file)."""
+    from vidinv.atomic import atomic_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 
@@ -515,10 +368,8 @@ class Trainer:
             raise InputError("this config trains on real images: give --data DIR (a folder of aligned face crops)")
         loader = self._loader(data_dir, n_real) if n_real else None
         val = ImageFolder(val_dir, self.G.size, cfg.data.on_bad) if val_dir is not None else None
-        logger = _CsvLogger(out / "log.csv", LOG_COLUMNS) if lead else None
-        tb = _tensorboard(out / "tb") if lead else None
+        sinks = _Sinks(out, lead, report)
         end = cfg.total_steps if stop_at is None else min(int(stop_at), cfg.total_steps)
-        remaining = end - self.step
         bar = None
         if progress and lead:
             from tqdm.auto import tqdm
@@ -528,49 +379,42 @@ class Trainer:
         last: dict[str, Any] = {"step": self.step}
         t0 = time.perf_counter()
         try:
-            for _ in range(max(0, remaining)):
-                real = next(it) if it is not None else None
-                terms = self.train_step(real)
+            for _ in range(max(0, end - self.step)):
+                terms = self.train_step(next(it) if it is not None else None)
                 s = self.step
                 dt, t0 = time.perf_counter() - t0, time.perf_counter()
-                row = dict(terms, step=s, epoch=(s - 1) // cfg.iters_per_epoch, lr=self.opt.param_groups[0]["lr"],
-                           feature_scale=self.feature_scale(s - 1), sec_per_step=dt)
-                last = row
+                last = dict(terms, step=s, epoch=(s - 1) // cfg.iters_per_epoch, lr=self.opt.param_groups[0]["lr"],
+                            feature_scale=self.feature_scale(s - 1), sec_per_step=dt)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{terms['total']:.4f}")
                 if cfg.log_every and s % cfg.log_every == 0 or s == cfg.total_steps:
-                    if logger is not None:
-                        logger.write(row)
-                    if tb is not None:
-                        for k, v in terms.items():
-                            tb.add_scalar(f"train/{k}", v, s)
-                    if report is not None:
-                        report(row, s)
-                if not lead:
-                    continue
-                if cfg.sample_every and s % cfg.sample_every == 0:
-                    self.save_samples(out / "samples" / f"step_{s:07d}.png")
-                epoch_end = s % cfg.iters_per_epoch == 0
-                if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 or epoch_end or s == end:
-                    self.save_encoder(out / "enc.pth")
-                    self.save_state(out / "state.pt")
-                    if epoch_end:
-                        self.save_encoder(out / "checkpoints" / f"enc_{s:07d}.pth")
-                if val is not None and (cfg.val_every and s % cfg.val_every == 0 or s == cfg.total_steps):
-                    v = self.validate(val)
-                    _CsvLogger(out / "val.csv", ("step",) + tuple(sorted(v))).write(dict(v, step=s))
-                    if tb is not None:
-                        for k, x in v.items():
-                            tb.add_scalar(f"val/{k}", x, s)
-                    last.update(v)
-                    log.info("step %d: %s", s, ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
+                    sinks.log(last, terms, s)
+                if lead:
+                    self._after_step(out, s, end, val, sinks, last)
         finally:
             if bar is not None:
                 bar.close()
-            if tb is not None:
-                tb.close()
+            sinks.close()
         return last
+
+    def _after_step(self, out: Path, s: int, end: int, val: ImageFolder | None, sinks: "_Sinks", last: dict) -> None:
+        """Rank 0's housekeeping after step ``s``: samples, checkpoints, validation (updates ``last``)."""
+        cfg = self.cfg
+        if cfg.sample_every and s % cfg.sample_every == 0:
+            self.save_samples(out / "samples" / f"step_{s:07d}.png")
+        epoch_end = s % cfg.iters_per_epoch == 0
+        if cfg.checkpoint_every and s % cfg.checkpoint_every == 0 or epoch_end or s == end:
+            self.save_encoder(out / "enc.pth")
+            self.save_state(out / "state.pt")
+            if epoch_end:
+                self.save_encoder(out / "checkpoints" / f"enc_{s:07d}.pth")
+        if val is not None and (cfg.val_every and s % cfg.val_every == 0 or s == cfg.total_steps):
+            v = self.validate(val)
+            _CsvLogger(out / "val.csv", ("step",) + tuple(sorted(v))).write(dict(v, step=s))
+            sinks.scalars("val", v, s)
+            last.update(v)
+            log.info("step %d: %s", s, ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
     def _loader(self, data_dir: str | Path, n_real: int):
         ds = ImageFolder(data_dir, self.G.size, self.cfg.data.on_bad)
@@ -579,6 +423,31 @@ class Trainer:
         w = self.cfg.data.workers
         return torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=w, persistent_workers=False,
                                            pin_memory=self.device.type == "cuda")
+
+
+class _Sinks:
+    """Where logged rows go: ``log.csv`` and TensorBoard on rank 0, and the caller's ``report`` callback."""
+
+    def __init__(self, out: Path, lead: bool, report: Callable[[dict, int], None] | None) -> None:
+        self.csv = _CsvLogger(out / "log.csv", LOG_COLUMNS) if lead else None
+        self.tb = _tensorboard(out / "tb") if lead else None
+        self.report = report
+
+    def log(self, row: dict, terms: Mapping[str, float], step: int) -> None:
+        if self.csv is not None:
+            self.csv.write(row)
+        self.scalars("train", terms, step)
+        if self.report is not None:
+            self.report(row, step)
+
+    def scalars(self, group: str, values: Mapping[str, float], step: int) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{group}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 class _CsvLogger:
