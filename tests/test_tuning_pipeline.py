@@ -28,12 +28,7 @@ STITCH = {"steps": 8, "lr": 1e-3, "content_lambda": 1.0}
 N = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
