@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline import decode, tiny_cfg, tiny_direction  # noqa: E402
