@@ -217,3 +217,23 @@ def test_eval_ravdess_adds_tuned_rows_and_names_the_id_mode(videos_dir, tmp_path
     assert s["fs+pti"]["mse_mean"]["mean"] < s["inversion"]["mse_mean"]["mean"] / 2
     report = (out / "report.md").read_text()
     assert "ratio_of_means" in report and "| fs+pti |" in report
+
+
+def test_tuning_flags_set_the_config_and_defaults_are_the_librarys():
+    import argparse
+
+    from vidinv.commands.edit import add_parser, config_from_args
+    from vidinv.tuning import StitchConfig, TuneConfig
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--quiet", action="store_true")
+    add_parser(p.add_subparsers())
+    cfg = config_from_args(p.parse_args(["edit", "x.mp4"]))
+    assert cfg.tune.method == "none" and not cfg.tune.stitch
+    assert cfg.tune.pti == TuneConfig() and cfg.tune.stitching == StitchConfig()  # one source of defaults
+    cfg = config_from_args(p.parse_args(["edit", "x.mp4", "--tune", "pti", "--stitch", "--tune-steps", "7",
+                                         "--tune-frames", "5", "--tune-per-shot", "--stitch-steps", "3"]))
+    t = cfg.tune
+    assert (t.method, t.stitch, t.per_shot, t.pti.epochs, t.pti.max_frames, t.stitching.steps) == \
+        ("pti", True, True, 7, 5, 3)
+    assert t.pti.lr == TuneConfig().lr
