@@ -26,7 +26,8 @@ def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | N
     cfg = load_config(overrides=cfg_dict)
     try:
         res = EditPipeline(cfg, executor=LocalExecutor(), quiet=True, offline=offline)(src, dst, edits, allow_no_face)
-        return {"input": src, "status": "ok", "output": res.output, "frames": res.n_frames, "faces": res.faces_edited}
+        return {"input": src, "status": "ok", "output": res.output, "frames": res.n_frames,
+                "faces": res.faces_edited, "report": res.report}
     except VidinvError as exc:
         return {"input": src, "status": "failed", "error": str(exc)}
     except Exception as exc:  # one bad clip never stops the others
@@ -53,10 +54,17 @@ def map_clips(fn: Callable, args_list: list[tuple], cfg: PipelineConfig, quiet: 
 
 
 def edit_many(inputs: list[Path], out_dir: Path, edits: list, cfg: PipelineConfig, quiet: bool = False,
-              offline: bool | None = None, allow_no_face: bool = False) -> list[dict]:
-    """Edit every clip into ``out_dir`` (same names); returns one summary row per clip."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from pipelines.edit import _edit_tag
+              offline: bool | None = None, allow_no_face: bool = False, root: Path | None = None) -> list[dict]:
+    """Edit every clip into ``out_dir``, mirroring each clip's folder relative to ``root`` (default: the
+    inputs' common folder; see :func:`pipelines.outputs.mirrored_outputs`); returns one summary row per clip.
+    An existing output without ``output.overwrite`` is an error before any work."""
+    from pipelines.outputs import existing_output, mirrored_outputs
+
+    outs = mirrored_outputs(inputs, out_dir, edits, root)
+    for o in outs:
+        existing_output(o, cfg.output.overwrite)
+    for o in sorted({o.parent for o in outs}):
+        o.mkdir(parents=True, exist_ok=True)
 
     # weights are resolved once here, so that a missing file fails before any work
     from pipelines.components import resolve_model_spec
@@ -64,6 +72,5 @@ def edit_many(inputs: list[Path], out_dir: Path, edits: list, cfg: PipelineConfi
     spec = resolve_model_spec(cfg.models, offline=offline)
     cfg = replace(cfg, models=replace(cfg.models, generator=spec["generator"], encoder=spec["encoder"]))
     cfg_dict = asdict(cfg)
-    tag = _edit_tag(edits)
-    args = [(cfg_dict, str(p), str(out_dir / f"{p.stem}_{tag}.mp4"), edits, offline, allow_no_face) for p in inputs]
+    args = [(cfg_dict, str(p), str(o), edits, offline, allow_no_face) for p, o in zip(inputs, outs)]
     return map_clips(_edit_one, args, cfg, quiet=quiet)

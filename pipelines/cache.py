@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from vidinv.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def chunk_ranges(n: int, size: int) -> list[tuple[int, int]]:
@@ -91,6 +94,16 @@ class ChunkCache:
 
     def has(self, kind: str, start: int) -> bool:
         return self.root is not None and self._path(kind, start).is_file()
+
+
+def log_chunk_stats(stats: dict[str, dict[str, int]]) -> None:
+    """The INFO line at the end of a run: per pass, how many chunks were reused from the cache and how many
+    were computed (on resume, what the interrupted run had already done)."""
+    if stats:
+        reused = sum(v["reused"] for v in stats.values())
+        computed = sum(v["computed"] for v in stats.values())
+        log.info("chunks: %d reused, %d computed (%s)", reused, computed,
+                 ", ".join(f"{k} {v['reused']} reused/{v['computed']} computed" for k, v in stats.items()))
 
 
 def cached_map(executor, stage_cls, kwargs, ranges: list[tuple[int, int]],

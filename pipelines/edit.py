@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cache import ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, run_key, timed
+from pipelines.cache import (ChunkCache, CodeStore, Progress, cached_map, chunk_ranges, log_chunk_stats, run_key,
+                             timed)
 from pipelines.geometry import Target, plan_geometry, smooth_runs
-from pipelines.outputs import default_output, edit_tag
+from pipelines.outputs import default_output, edit_tag, existing_output
+from pipelines.report import build_report, clip_facts, facts_frame_times, write_report
 from pipelines.spec import model_dims
 from vidinv.config import PipelineConfig
 from vidinv.editing.temporal import EditPlan, as_wplus, edit_deltas, frame_code
@@ -51,6 +53,8 @@ class EditResult:
     timings: dict = field(default_factory=dict)
     copied_through: bool = False
     chunks: dict = field(default_factory=dict)  # pass -> {'reused': n, 'computed': m} chunks
+    report: dict = field(default_factory=dict)  # the run report (pipelines.report.build_report)
+    executor: str = ""  # the executor that ran: 'local' (in-process) or 'ray'
 
 
 class EditPipeline:
@@ -67,58 +71,106 @@ class EditPipeline:
         self.quiet = quiet
         self.offline = offline
         self._executor = executor
+        self._owns_executor = executor is None
+        self._n_frames: int | None = None  # the clip's length, for the 'auto' executor choice
 
     @property
     def executor(self):
+        """The run's executor: the one given, else made from the config on first use (kept for the run)."""
         if self._executor is None:
             from pipelines.executors import make_executor
 
-            self._executor = make_executor(self.cfg.execution)
+            self._executor = make_executor(self.cfg.execution, n_frames=self._n_frames)
         return self._executor
 
+    def close(self) -> None:
+        """End the executor this pipeline made (its Ray workers and their models); a given one is left."""
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
     def __call__(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None,
-                 edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False) -> EditResult:
+                 edits: list[tuple[str, float]] | None = None, allow_no_face: bool = False,
+                 codes: str | os.PathLike | None = None, report: str | os.PathLike | None = None,
+                 preview: str | os.PathLike | None = None) -> EditResult:
+        """Edit ``input_path`` into ``output_path``. ``codes``: a bundle of ``vidinv invert`` (skips
+        detection, tracking and inversion); ``report``: also write the run report as JSON (it is always in
+        ``EditResult.report``); ``preview``: also write the side-by-side preview video."""
         timings: dict[str, float] = {}
         # 1. probe the input, resolve models and edits: everything that can fail does so before any work
         src, out, info = self.probe(input_path, output_path, edits)
+        for path, what in ((out, "output"), (report, "report"), (preview, "preview")):
+            if path:
+                existing_output(path, self.cfg.output.overwrite, what)
+        self._n_frames = info.n_frames
         edits = list(edits or [])
         spec = self.model_spec()
         parser = self.parser()
         plan = self.resolve_edits(edits, spec)
+        self.prefetch(spec)
         cache_root = self.cache_root(out)
         cache = ChunkCache(cache_root, run_key(src, self.cfg, edits))
-        # 2. analyse: faces, landmarks and histograms of every frame
-        with timed(timings, "analyze_s"):
-            analysis = self.analyze(src, info, cache)
-        # 3. plan: cuts, tracks, targets and their smoothed geometry
-        with timed(timings, "plan_s"):
-            targets, _, cuts = self.plan(src, info, analysis, spec, cache)
+        if codes:  # 2-4 from a codes bundle (checked against this clip and these models first)
+            from pipelines.codes import load_bundle
+
+            targets, saved_codes, facts = load_bundle(codes, src, info, spec, self.cfg)
+        else:
+            targets, facts = self._analyze_and_plan(src, info, spec, cache, timings)
         if not any(t.valid.any() for t in targets):
-            return self._copy_through(src, out, info, allow_no_face, cache_root, timings)
+            log_chunk_stats(cache.stats)
+            res = self._copy_through(src, out, info, allow_no_face, cache_root, timings)
+            return self._finish(res, src, facts, edits, codes, None, report)
         log.info("editing %d face track(s): %s", len(targets),
                  ", ".join(f"#{t.track_id} frames {t.frames[0]}-{t.frames[1] - 1}" for t in targets))
         store = CodeStore(cache.root)
         try:
             # 4. invert the target faces
             with timed(timings, "invert_s"):
-                codes = self.invert(src, info, targets, spec, cache, store)
+                code = saved_codes if codes else self.invert(src, info, targets, spec, cache, store)
             # 5. edit the codes over time
-            per_target = self.edit_codes(targets, codes, plan, cuts, self.frame_times(analysis, info), store)
+            per_target = self.edit_codes(targets, code, plan, facts["cuts"], facts_frame_times(facts), store)
             # 5b. tune the generator on the clip around its codes (--tune pti; pipelines/tuning.py)
             with timed(timings, "tune_s"):
-                tuned = self.tune(src, targets, per_target, cuts, spec, cache)
+                tuned = self.tune(src, targets, per_target, facts["cuts"], spec, cache, bundle=codes)
             # 6. render (with the tuned weights, stitched with --stitch), paste back and encode
             with timed(timings, "render_write_s"):
                 n_written = self.render(src, out, info, targets, per_target, spec, parser, cache, tuned)
+            if preview:
+                from pipelines.preview import write_preview
+
+                with timed(timings, "preview_s"):
+                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts)
         finally:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
             raise VidinvError(f"internal error: wrote {n_written} of {info.n_frames} frames")
-        log.info("chunks reused/computed: %s",
-                 ", ".join(f"{k} {v['reused']}/{v['computed']}" for k, v in cache.stats.items()))
+        log_chunk_stats(cache.stats)
+        executor = getattr(self.executor, "name", type(self.executor).__name__)
         self._cleanup(cache_root)
-        return EditResult(str(out), info.n_frames, [t.track_id for t in targets],
-                          int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats))
+        res = EditResult(str(out), info.n_frames, [t.track_id for t in targets],
+                         int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats),
+                         executor=executor)
+        return self._finish(res, src, facts, edits, codes, preview, report)
+
+    def _analyze_and_plan(self, src: Path, info, spec: dict, cache: ChunkCache, timings: dict):
+        """Steps 2-3: ``(targets, clip facts)`` (faces per frame, pts, tracks, cuts; see pipelines.report)."""
+        # 2. analyse: faces, landmarks and histograms of every frame
+        with timed(timings, "analyze_s"):
+            analysis = self.analyze(src, info, cache)
+        # 3. plan: cuts, tracks, targets and their smoothed geometry
+        with timed(timings, "plan_s"):
+            targets, tracks, cuts = self.plan(src, info, analysis, spec, cache)
+        return targets, clip_facts(analysis, info, tracks, cuts)
+
+    def _finish(self, res: EditResult, src: Path, facts: dict, edits: list, codes, preview,
+                report) -> EditResult:
+        """The run report into ``res.report`` (and to ``report`` as JSON when given)."""
+        res.report = build_report(src, res, facts, self.cfg, res.executor or getattr(self.executor, "name", "custom"),
+                                  edits, codes=str(codes) if codes else None,
+                                  preview=str(preview) if preview else None)
+        if report:
+            write_report(report, res.report)
+        return res
 
     # -- 1. probe
     def probe(self, input_path: str | os.PathLike, output_path: str | os.PathLike | None = None, edits=None):
@@ -165,6 +217,16 @@ class EditPipeline:
         conditioning = [resolve(name) for name in self.cfg.edit.condition]
         return EditPlan(directions, [float(s) for _, s in edits], conditioning, n_latent)
 
+    def prefetch(self, spec: dict) -> None:
+        """Start loading the inversion models now, so that they load while the analysis runs (in-process:
+        a background thread; on Ray: the workers start)."""
+        from pipelines.stages import InvertStage
+
+        prefetch = getattr(self.executor, "prefetch", None)
+        if prefetch is not None:
+            model_dims(spec)  # the driver's own look at the models is done before, never alongside, the load
+            prefetch(InvertStage, dict(spec=spec))
+
     def cache_root(self, out: Path) -> Path:
         d = self.cfg.execution.cache_dir
         return Path(d) if d else out.parent / f".{out.name}.vidinv-cache"
@@ -176,7 +238,8 @@ class EditPipeline:
 
         bar = Progress(info.n_frames, "detect", self.quiet)
         kw = dict(detector=self.cfg.faces.detector, detect_max_side=self.cfg.faces.detect_max_side,
-                  upsample=self.cfg.faces.detect_upsample)
+                  upsample=self.cfg.faces.detect_upsample, min_face=self.cfg.faces.min_face)
+        kw["device"] = self.cfg.models.device  # the neural detectors run where the models do
         out = list(cached_map(self.executor, AnalyzeStage, kw, self._ranges(info),
                               lambda a, b: dict(path=str(path), start=a, stop=b), cache, "analyze", gpu=False,
                               progress=bar))
@@ -285,12 +348,15 @@ class EditPipeline:
 
     # -- 5b. tune
     def tune(self, src: Path, targets: list[Target], per_target: dict, cuts: list[int], spec: dict,
-             cache: ChunkCache) -> dict | None:
-        """PTI per target (``tune.method: pti``): the render stage's ``tuning`` argument, or None."""
-        from pipelines.tuning import render_tuning, run_pti
+             cache: ChunkCache, bundle: str | os.PathLike | None = None) -> dict | None:
+        """PTI per target (``tune.method: pti``): the render stage's ``tuning`` argument, or None. With a
+        codes ``bundle`` the weights are taken from it, or stored into it once tuned."""
+        from pipelines.tuning import bundle_pti, render_tuning, run_pti
 
-        weights = run_pti(self, src, targets, per_target, cuts, spec, cache) \
-            if self.cfg.tune.method == "pti" else None
+        weights = None
+        if self.cfg.tune.method == "pti":
+            weights = bundle_pti(bundle, self.cfg, lambda: run_pti(self, src, targets, per_target, cuts, spec,
+                                                                  cache))
         return render_tuning(self.cfg, weights, self.quiet)
 
     # -- 6. render + encode
@@ -343,9 +409,11 @@ class EditPipeline:
             raise VidinvError(f"no face found in {src} ({info.n_frames} frames); "
                               "pass --allow-no-face to copy it through unchanged")
         atomic_copy(src, out)
+        executor = getattr(self.executor, "name", type(self.executor).__name__)
         self._cleanup(cache_root)
-        return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True)
+        return EditResult(str(out), info.n_frames, [], 0, timings, copied_through=True, executor=executor)
 
     def _cleanup(self, cache_root: Path) -> None:
+        self.close()  # the run is over: its workers go
         if not self.cfg.execution.keep_cache:
             shutil.rmtree(cache_root, ignore_errors=True)

@@ -2,8 +2,10 @@
 
 A *stage* is a plain class: ``__init__(**kwargs)`` loads its models once and
 ``__call__(item) -> result`` is pure. ``LocalExecutor`` builds one instance in this
-process; ``RayExecutor`` builds a pool of Ray actors (one model copy per worker, one GPU
-each when GPUs exist) and maps the items over them.
+process; ``RayExecutor`` starts one pool of Ray actors per run (one model copy per worker, one GPU
+each when GPUs exist) and maps the items of every pass over it: each actor hosts every stage of the
+run, built on first use and kept until the run ends, so no model is loaded twice in a worker.
+``make_executor`` picks one (``auto``: in-process unless Ray can help, see :func:`choose_executor`).
 
 Why Ray core actors (``ray.util.ActorPool``) rather than Ray Data ``map_batches``: our
 work items are chunks of one clip whose results must reach a single writer in order,
@@ -22,6 +24,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
+from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
@@ -35,16 +39,38 @@ class LocalExecutor:
 
     def __init__(self) -> None:
         self._stages: dict[tuple, Any] = {}
+        self._pending: dict[tuple, Future] = {}
 
     @property
     def num_workers(self) -> int:
         return 1
 
-    def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
-        key = (stage_cls, repr(sorted(stage_kwargs.items(), key=lambda kv: kv[0])))
+    def prefetch(self, stage_cls: type, stage_kwargs: dict) -> None:
+        """Build a stage in a background thread (its models load while earlier passes run); ``map`` waits for
+        it, and an error in the build is raised there, as if the stage had been built then."""
+        key = stage_key(stage_cls, stage_kwargs)
+        if key in self._stages or key in self._pending:
+            return
+        fut: Future = Future()
+
+        def build() -> None:
+            try:
+                fut.set_result(stage_cls(**stage_kwargs))
+            except BaseException as exc:  # re-raised by map() in the caller's thread
+                fut.set_exception(exc)
+
+        self._pending[key] = fut
+        threading.Thread(target=build, name=f"prefetch-{stage_cls.__name__}", daemon=True).start()
+
+    def _stage(self, stage_cls: type, stage_kwargs: dict) -> Any:
+        key = stage_key(stage_cls, stage_kwargs)
         if key not in self._stages:
-            self._stages[key] = stage_cls(**stage_kwargs)
-        stage = self._stages[key]
+            fut = self._pending.pop(key, None)
+            self._stages[key] = fut.result() if fut is not None else stage_cls(**stage_kwargs)
+        return self._stages[key]
+
+    def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
+        stage = self._stage(stage_cls, stage_kwargs)
         for item in items:
             yield stage(item)
 
@@ -60,6 +86,7 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         self._stages.clear()
+        self._pending.clear()
 
 
 def _ray():
@@ -105,14 +132,34 @@ def _fetch(get: Callable[[], Any]) -> Any:
         raise orig from None
 
 
-class _ActorStage:
-    """The remote wrapper: holds one stage instance (one model copy)."""
+def stage_key(stage_cls: type, stage_kwargs: dict) -> tuple:
+    """What identifies one stage instance: its class and its settings."""
+    return (stage_cls.__module__, stage_cls.__qualname__, repr(sorted(stage_kwargs.items(), key=lambda kv: kv[0])))
 
-    def __init__(self, stage_cls: type, stage_kwargs: dict) -> None:
-        self.stage = stage_cls(**stage_kwargs)
 
-    def run(self, item: Any) -> Any:
-        return self.stage(item)
+class _StageHost:
+    """The remote worker: hosts every stage of a run, each built on first use and kept until the run ends.
+
+    One pool of these serves all the passes, so a worker loads its models once per run (the invert and
+    render stages also share one model copy per process through :func:`pipelines.components.build_models`).
+    A restarted worker (after its process died) rebuilds the stage it is asked for on its next item.
+    """
+
+    def __init__(self) -> None:
+        self.stages: dict[tuple, Any] = {}
+        self.built = 0
+
+    def run(self, stage_cls: type, stage_kwargs: dict, item: Any) -> Any:
+        key = stage_key(stage_cls, stage_kwargs)
+        stage = self.stages.get(key)
+        if stage is None:
+            stage = self.stages[key] = stage_cls(**stage_kwargs)
+            self.built += 1
+        return stage(item)
+
+    def n_built(self) -> int:
+        """How many stage instances this worker process has built (tests: one per stage per run)."""
+        return self.built
 
     def pid(self) -> int:
         return os.getpid()
@@ -122,7 +169,8 @@ class _ActorStage:
 
 
 class RayExecutor:
-    """Ray actor pools: one model copy per worker; ordered results; retried on worker death."""
+    """One pool of Ray actors for the whole run: each hosts every stage (one model copy per worker); ordered
+    results; a worker that dies is restarted and its task retried."""
 
     name = "ray"
 
@@ -153,27 +201,31 @@ class RayExecutor:
         self.max_restarts = max_restarts
         self.max_task_retries = max_task_retries
         self.max_in_flight = max_in_flight
-        self._pools: dict[tuple, Any] = {}
+        self._pool: list | None = None
         log.info("ray: %d worker(s), %.2g GPU and %.2g CPU each", self._num_workers, gpus_per_worker, cpus_per_worker)
 
     @property
     def num_workers(self) -> int:
         return self._num_workers
 
-    def actors(self, stage_cls: type, stage_kwargs: dict, gpu: bool = False) -> list:
-        key = (stage_cls, repr(sorted(stage_kwargs.items(), key=lambda kv: kv[0])), gpu)
-        if key not in self._pools:
-            # the passes run one after the other: free the previous pass's workers (and their CPUs/GPUs)
-            self.shutdown()
-            ray = _ray()
-            remote = ray.remote(_ActorStage).options(
+    def actors(self, stage_cls: type | None = None, stage_kwargs: dict | None = None, gpu: bool = False) -> list:
+        """The run's pool of stage hosts, started on first use and kept until :meth:`shutdown` (every pass
+        and every stage share it; when the cluster has GPUs each worker holds ``gpus_per_worker``)."""
+        if self._pool is None:
+            remote = _ray().remote(_StageHost).options(
                 num_cpus=self.cpus_per_worker,
-                num_gpus=self.gpus_per_worker if gpu else 0,
+                num_gpus=self.gpus_per_worker,
                 max_restarts=self.max_restarts,
                 max_task_retries=self.max_task_retries,
             )
-            self._pools[key] = [remote.remote(stage_cls, stage_kwargs) for _ in range(self._num_workers)]
-        return self._pools[key]
+            self._pool = [remote.remote() for _ in range(self._num_workers)]
+        return self._pool
+
+    def prefetch(self, stage_cls: type, stage_kwargs: dict) -> None:
+        """Start the pool now (its workers come up while the driver works); each worker builds its stages on
+        first use (a build queued ahead of the analysis items would only delay them: an actor runs one call
+        at a time)."""
+        self.actors()
 
     def map(self, stage_cls: type, stage_kwargs: dict, items: Iterable[Any], gpu: bool = False) -> Iterator[Any]:
         """Ordered results; at most ``max_in_flight`` items are taken from ``items`` ahead of the consumer.
@@ -188,7 +240,7 @@ class RayExecutor:
         pool = ActorPool(actors)
         window = self.max_in_flight or 2 * len(actors)
         it = iter(items)
-        submit = lambda actor, item: actor.run.remote(item)  # noqa: E731
+        submit = lambda actor, item: actor.run.remote(stage_cls, stage_kwargs, item)  # noqa: E731
         for item in itertools.islice(it, window):
             pool.submit(submit, item)
         while pool.has_next():
@@ -222,30 +274,58 @@ class RayExecutor:
                 pending[remote.remote(*args)] = j
 
     def shutdown(self) -> None:
+        """End the run's workers (and free their models, CPUs and GPUs)."""
         ray = _ray()
-        for actors in self._pools.values():
-            for a in actors:
-                try:
-                    ray.kill(a)
-                except Exception:  # pragma: no cover - already dead
-                    pass
-        self._pools.clear()
+        for a in self._pool or []:
+            try:
+                ray.kill(a)
+            except Exception:  # pragma: no cover - already dead
+                pass
+        self._pool = None
 
 
-def make_executor(cfg) -> LocalExecutor | RayExecutor:
-    """From an ``ExecutionConfig``."""
+def local_gpu_count() -> int:
+    """GPUs this machine's torch sees (0 without CUDA)."""
+    import torch
+
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+def choose_executor(cfg, n_frames: int | None = None) -> tuple[str, str]:
+    """``(name, why)``: the executor an ``ExecutionConfig`` asks for.
+
+    ``auto`` runs in this process unless Ray can help: it joins a cluster (``address`` or ``$RAY_ADDRESS``),
+    or this machine has several GPUs and the clip has at least ``ray_min_frames`` frames. Otherwise Ray's
+    start-up (~20 s on a small machine) and the object store would cost more than they bring: one process
+    already uses every core through torch, and one GPU is one worker.
+    """
     from vidinv.errors import VidinvError
 
-    if cfg.executor == "local":
+    if cfg.executor in ("local", "ray"):
+        return cfg.executor, f"--executor {cfg.executor}"
+    if cfg.executor != "auto":
+        raise VidinvError(f"unknown executor {cfg.executor!r}; choose auto, ray or local")
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        return "ray", f"auto: joining the cluster at {address}"
+    gpus = local_gpu_count()
+    if gpus <= 1:
+        return "local", f"auto: no cluster and {gpus} GPU on this machine"
+    if n_frames is not None and n_frames < cfg.ray_min_frames:
+        return "local", f"auto: a short clip ({n_frames} < {cfg.ray_min_frames} frames)"
+    return "ray", f"auto: {gpus} GPUs on this machine"
+
+
+def make_executor(cfg, n_frames: int | None = None) -> LocalExecutor | RayExecutor:
+    """From an ``ExecutionConfig`` (``n_frames``: the clip's length, when known, for ``auto``)."""
+    name, why = choose_executor(cfg, n_frames)
+    log.info("executor: %s (%s)", name, why)
+    if name == "local":
         return LocalExecutor()
-    if cfg.executor == "ray":
-        return RayExecutor(
-            address=cfg.address,
-            num_workers=cfg.num_workers,
-            gpus_per_worker=cfg.gpus_per_worker,
-            cpus_per_worker=cfg.cpus_per_worker,
-            max_in_flight=cfg.max_in_flight,
-        )
-    raise VidinvError(f"unknown executor {cfg.executor!r}; choose 'ray' or 'local'")
-
-
+    return RayExecutor(
+        address=cfg.address,
+        num_workers=cfg.num_workers,
+        gpus_per_worker=cfg.gpus_per_worker,
+        cpus_per_worker=cfg.cpus_per_worker,
+        max_in_flight=cfg.max_in_flight,
+    )

@@ -39,29 +39,31 @@ def faces_to_arrays(faces_per_frame: list) -> list[list[dict]]:
 
 
 class AnalyzeStage:
-    """Pass 1 (CPU): detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
+    """Pass 1: detect faces + 68 landmarks and a colour histogram per frame (for cut detection)."""
 
-    def __init__(self, detector: str, detect_max_side: int, upsample: int) -> None:
-        """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample)."""
+    def __init__(self, detector: str, detect_max_side: int, upsample: int,
+                 min_face: int | None = None, device: str = "cpu") -> None:
+        """Settings come from the config's ``faces`` section (detector, detect_max_side, detect_upsample,
+        min_face). dlib's HOG detection image is sized from the frame (see
+        :func:`vidinv.faces.detect.dlib_scale`): ``max_side`` bounds its cost, ``min_face`` (frame pixels)
+        keeps faces of that size findable (upsampling when needed). ``device`` is the models' (``auto``
+        resolved in the worker): the neural detectors run there."""
+        from vidinv.device import pick_device
         from vidinv.faces.detect import get_detector
 
-        self.detector = get_detector(detector)
-        if getattr(self.detector, "name", "") == "dlib":
-            # HOG cost grows with the pixel count: detect on a downscaled copy (landmarks scaled back)
-            self.detector.max_side = int(detect_max_side) or None
-            self.detector.upsample = int(upsample)
-        self.upsample = int(upsample)
-        self.max_side = int(detect_max_side)
+        self.min_face = float(min_face) if min_face else None
+        self.detector = get_detector(detector, device=str(pick_device(device)), max_side=int(detect_max_side) or None,
+                                     upsample=int(upsample), min_face=self.min_face)
 
     def __call__(self, item: dict) -> dict:
         from vidinv.faces.track import frame_histogram
 
         chunk = _read(item)
         frames = chunk.frames
-        if getattr(self.detector, "name", "") == "dlib":
-            side = min(max(frames.shape[1:3]), self.max_side or 10**9)
-            # HOG finds faces down to ~80 px; on small frames one upsampling step is cheap and needed
-            self.detector.upsample = max(self.upsample, 1) if side < 400 else self.upsample
+        if self.min_face and hasattr(self.detector, "min_face"):
+            # a face is at most the frame's short side: on small frames (a 192 px clip) the smallest face
+            # wanted is a third of it, so that a small frame's faces are not missed
+            self.detector.min_face = min(self.min_face, min(frames.shape[1:3]) / 3.0)
         out = faces_to_arrays(self.detector.detect(frames))
         hists = np.stack([frame_histogram(f) for f in frames])
         return {"start": item["start"], "faces": out, "hists": hists, "pts": np.asarray(chunk.pts)}
@@ -210,28 +212,16 @@ class RenderStage:
     @torch.no_grad()
     def paste(self, frames: np.ndarray, start: int, jobs: list[dict], images: torch.Tensor,
               masks: torch.Tensor) -> None:
-        """Unalign, mask and blend each rendered face into its frame (in place; the faces of one frame in
-        turn)."""
-        from vidinv.faces.align import unalign
-        from vidinv.faces.blend import blend_alpha, blend_laplacian, blend_poisson
+        """Unalign, mask and blend the rendered faces into their frames (in place), on each face's footprint
+        only (:func:`vidinv.faces.paste.paste_faces`): the faces of one frame in one call."""
+        from vidinv.faces.paste import paste_faces
 
-        h, w_ = frames.shape[1:3]
-        method = self.blend["method"]
+        by_frame: dict[int, list[int]] = {}
         for idx, job in enumerate(jobs):
-            fi = job["frame"] - start
-            M = torch.as_tensor(job["M"], dtype=torch.float32)[None]
-            face, valid = unalign(images[idx : idx + 1], M, (h, w_))
-            mask, _ = unalign(masks[idx : idx + 1], M, (h, w_))
-            mask = mask * valid
-            dst = torch.from_numpy(frames[fi]).permute(2, 0, 1)[None].float() / 255.0
-            if method == "poisson":
-                res = blend_poisson(face, dst, mask)
-            elif method == "laplacian":
-                res = blend_laplacian(face, dst, mask)
-            else:
-                res = blend_alpha(face, dst, mask)
-            res = torch.as_tensor(res)
-            frames[fi] = (res[0].permute(1, 2, 0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+            by_frame.setdefault(job["frame"] - start, []).append(idx)
+        for fi, idx in by_frame.items():
+            M = torch.as_tensor(np.stack([jobs[i]["M"] for i in idx]), dtype=torch.float32)
+            frames[fi] = paste_faces(frames[fi], images[idx], masks[idx], M, method=self.blend["method"])
 
 
 class ReconstructStage(RenderStage):

@@ -157,6 +157,37 @@ def run_pti(pipe, path: Path, targets: list, per_target: dict, cuts: list[int], 
     return {ti: weights_to_state(g) for ti, g in groups.items()}
 
 
+def bundle_weights_path(bundle: str | Path, cfg) -> Path:
+    """Where a codes bundle keeps the PTI weights of these tuning settings (and of the pivots' smoothing and
+    the render noise, which shape them)."""
+    import json
+
+    key = json.dumps({"pti": asdict(cfg.tune.pti), "per_shot": cfg.tune.per_shot,
+                      "codes": cfg.stabilize.codes, "noise_seed": cfg.models.noise_seed},
+                     sort_keys=True, default=str)
+    return Path(bundle) / f"tuned_pti_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+
+
+def bundle_pti(bundle: str | Path | None, cfg, compute) -> dict:
+    """``compute()``'s PTI weights, taken from / stored into the codes ``bundle`` when one is given."""
+    from vidinv.atomic import atomic_path
+
+    if bundle is None:
+        return compute()
+    path = bundle_weights_path(bundle, cfg)
+    if path.is_file():
+        try:
+            weights = torch.load(path, map_location="cpu", weights_only=True)
+            log.info("PTI weights from the codes bundle: %s", path.name)
+            return {int(k): v for k, v in weights.items()}
+        except Exception as e:  # a torn file: tune again (and rewrite it)
+            log.warning("cannot read %s (%s): tuning again", path, e)
+    weights = compute()
+    with atomic_path(path) as tmp:
+        torch.save(weights, tmp)
+    return weights
+
+
 def render_tuning(cfg, weights: dict | None, quiet: bool) -> dict | None:
     """The render stage's ``tuning`` argument (None without tuning): the weights of every target, their
     digest (stages built with other weights are other stages) and the stitching settings."""

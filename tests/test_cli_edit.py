@@ -104,3 +104,53 @@ def test_edit_cli_needs_attr_or_invert_only(clip, tmp_path, capsys, extra, needl
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("vidinv: error:") and needle in err[0]
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- issue 14
+# invert/--codes, report, preview, --overwrite, folder mode
+
+
+def test_invert_then_edit_codes_cli_with_report_and_preview(clip, tmp_path, capsys):
+    import json
+
+    codes = tmp_path / "face.codes"
+    assert main(["invert", str(clip), "-o", str(codes), "--quiet", *TINY]) == 0
+    assert (codes / "meta.json").is_file() and "10 faces inverted" in capsys.readouterr().out
+    out, rep, prev = tmp_path / "out.mp4", tmp_path / "run.json", tmp_path / "prev.mp4"
+    rc = main(["edit", str(clip), "--codes", str(codes), "--invert-only", "--out", str(out),
+               "--report", str(rep), "--preview", str(prev), "--quiet", *TINY])
+    assert rc == 0 and out.is_file() and prev.is_file()
+    data = json.loads(rep.read_text())
+    assert data["codes"] == str(codes) and data["frames"] == 10 and data["faces_edited"] == 10
+    assert set(data["chunks"]) == {"render", "preview"}  # nothing detected or inverted again
+    # a bundle of another clip: one line, exit 2
+    other = write_clip(tmp_path / "other.mp4", face_frames(8))
+    capsys.readouterr()
+    rc = main(["edit", str(other), "--codes", str(codes), "--invert-only", "--quiet", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "another clip" in err and len(err.strip().splitlines()) == 1
+
+
+def test_edit_cli_existing_output_needs_overwrite(clip, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    rc = main(["edit", str(clip), "--invert-only", "--out", str(out), "--quiet", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"old"
+    assert main(["edit", str(clip), "--invert-only", "--out", str(out), "--overwrite", "--quiet", *TINY]) == 0
+    assert out.stat().st_size > 1000
+
+
+def test_edit_cli_folder_mode_names_never_collide(tmp_path, capsys):
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        write_clip(tmp_path / "in" / sub / "take.mp4", face_frames(6))
+    out = tmp_path / "out"
+    rc = main(["edit", str(tmp_path / "in"), "--invert-only", "--out", str(out), "--quiet", *TINY])
+    assert rc == 0 and "2 of 2 clips edited" in capsys.readouterr().out
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mp4"))
+    assert made == ["a/take_inversion.mp4", "b/take_inversion.mp4"]
+    # again without --overwrite: an error before any work
+    rc = main(["edit", str(tmp_path / "in"), "--invert-only", "--out", str(out), "--quiet", *TINY])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err

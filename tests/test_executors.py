@@ -238,3 +238,130 @@ def test_ray_map_tasks_honours_num_workers(by_value):
     assert isinstance(out[2], ValueError) and str(out[2]) == "negative -3"  # the original, not Ray's wrapper
     spans = sorted((t0, t1) for _, t0, t1 in (out[0], out[1]))
     assert spans[0][1] <= spans[1][0]  # one worker: the tasks never overlapped
+
+
+# ----------------------------------------------------------------------------- one pool per run, auto choice
+
+
+@pytest.mark.ray
+def test_ray_one_pool_hosts_every_pass(ray_local):
+    """Passes share the run's workers: the same processes serve every stage, each built once per worker."""
+    from pipelines.toy import BusyStage
+
+    ray = ray_local
+    ex = RayExecutor(num_workers=2, cpus_per_worker=0.5)
+    first = list(ex.map(SquareStage, {"delay": 0.05}, range(6)))
+    pool = ex.actors()
+    assert list(ex.map(BusyStage, {"size": 8, "reps": 1}, range(4))) == list(range(4))
+    again = list(ex.map(SquareStage, {"delay": 0.05}, range(6)))
+    assert ex.actors() is pool  # not thrown away between passes
+    assert {o["pid"] for o in first} == {o["pid"] for o in again} == set(ray.get([a.pid.remote() for a in pool]))
+    assert [o["y"] for o in again] == [i * i for i in range(6)]
+    assert ray.get([a.n_built.remote() for a in pool]) == [2, 2]  # SquareStage + BusyStage, never rebuilt
+    ex.shutdown()
+    assert ex._pool is None
+
+
+def _exec_cfg(**kw) -> ExecutionConfig:
+    return ExecutionConfig(**kw)
+
+
+def test_auto_executor_choice(monkeypatch):
+    import pipelines.executors as executors
+    from pipelines.executors import choose_executor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ExecutionConfig().executor == "auto"
+    for gpus in (0, 1):
+        monkeypatch.setattr(executors, "local_gpu_count", lambda g=gpus: g)
+        assert choose_executor(_exec_cfg(), n_frames=10_000)[0] == "local"
+        assert choose_executor(_exec_cfg(executor="ray"))[0] == "ray"  # forced
+        assert choose_executor(_exec_cfg(address="auto"))[0] == "ray"  # a cluster to join
+    monkeypatch.setattr(executors, "local_gpu_count", lambda: 4)
+    assert choose_executor(_exec_cfg(), n_frames=25)[0] == "local"  # a short clip
+    assert choose_executor(_exec_cfg(), n_frames=10_000)[0] == "ray"
+    assert choose_executor(_exec_cfg(executor="local"), n_frames=10_000)[0] == "local"
+    monkeypatch.setattr(executors, "local_gpu_count", lambda: 0)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    name, why = choose_executor(_exec_cfg())
+    assert name == "ray" and "ray://head:10001" in why
+    assert isinstance(make_executor(_exec_cfg(executor="local")), LocalExecutor)
+
+
+def test_default_run_is_in_process_reports_executor_and_chunks(tmp_path, monkeypatch, caplog):
+    """The default executor on a machine with no GPU runs in-process; the result says so; a rerun logs the
+    reused chunks; the detector is built on the models' device."""
+    import logging
+
+    import pipelines.executors as executors
+    import vidinv.faces.detect as detect
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pipeline_clips import face_frames, write_clip
+
+    from pipelines.edit import EditPipeline
+    from vidinv.config import load_config
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(executors, "local_gpu_count", lambda: 1)
+    devices = []
+    real = detect.get_detector
+    monkeypatch.setattr(detect, "get_detector", lambda name, device="cpu", **kw: devices.append(device)
+                        or real(name, device=device, **kw))
+    clip = write_clip(tmp_path / "a.mp4", face_frames(6))
+    cfg = load_config(overrides={"models": {"generator": "tiny", "encoder": "tiny", "device": "cpu"},
+                                 "faces": {"detector": "dlib"},
+                                 "execution": {"chunk_size": 4, "cache_dir": str(tmp_path / "c"), "keep_cache": True}})
+    res = EditPipeline(cfg, quiet=True)(clip, tmp_path / "out.mp4", [])
+    assert res.executor == "local" and res.n_frames == 6
+    assert devices and set(devices) == {"cpu"}
+    with caplog.at_level(logging.INFO):
+        res2 = EditPipeline(cfg, quiet=True)(clip, tmp_path / "out2.mp4", [])
+    assert res2.chunks["render"] == {"reused": 2, "computed": 0}
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("chunks:")]
+    assert lines and lines[-1].startswith("chunks: 6 reused, 0 computed")
+
+
+def test_analyze_stage_resolves_auto_device(monkeypatch):
+    import vidinv.faces.detect as detect
+    from pipelines.stages import AnalyzeStage
+    from vidinv.device import pick_device
+
+    seen = []
+    monkeypatch.setattr(detect, "get_detector", lambda name, device="cpu", **kw: seen.append(device)
+                        or type("D", (), {"name": "fake"})())
+    AnalyzeStage("fan", 0, 0, device="auto")
+    AnalyzeStage("fan", 0, 0)
+    assert seen == [str(pick_device("auto")), "cpu"]
+
+
+class _SlowBuild:
+    """A stage whose construction takes a while (a model load) and records the thread that built it."""
+
+    def __init__(self, delay: float = 0.3, fail: bool = False) -> None:
+        import time
+
+        time.sleep(delay)
+        if fail:
+            raise VidinvError("bad checkpoint")
+        self.thread = threading.current_thread().name
+
+    def __call__(self, item):
+        return (item, self.thread, id(self))
+
+
+def test_local_prefetch_builds_in_the_background():
+    import time
+
+    ex = LocalExecutor()
+    t0 = time.perf_counter()
+    ex.prefetch(_SlowBuild, {"delay": 0.3})
+    assert time.perf_counter() - t0 < 0.2  # returned at once: the build runs alongside
+    out = list(ex.map(_SlowBuild, {"delay": 0.3}, [1, 2]))
+    assert [o[0] for o in out] == [1, 2]
+    assert out[0][1].startswith("prefetch-") and out[0][2] == out[1][2]  # the prefetched instance, built once
+    again = list(ex.map(_SlowBuild, {"delay": 0.3}, [3]))
+    assert again[0][2] == out[0][2]
+    ex.prefetch(_SlowBuild, {"delay": 0.0, "fail": True})
+    with pytest.raises(VidinvError, match="bad checkpoint"):  # the build's error reaches the pass that needs it
+        list(ex.map(_SlowBuild, {"delay": 0.0, "fail": True}, [1]))

@@ -237,3 +237,29 @@ def test_tuning_flags_set_the_config_and_defaults_are_the_librarys():
     assert (t.method, t.stitch, t.per_shot, t.pti.epochs, t.pti.max_frames, t.stitching.steps) == \
         ("pti", True, True, 7, 5, 3)
     assert t.pti.lr == TuneConfig().lr
+
+
+def test_codes_bundle_keeps_the_pti_weights_and_reedits_bit_for_bit(clip, tmp_path, monkeypatch):
+    """`vidinv edit --codes X.codes --tune pti` stores the tuned weights in the bundle; the next re-edit from
+    the bundle does not tune again and gives the first run's frames bit for bit."""
+    import pipelines.tuning as pt
+    from pipelines.codes import invert_clip
+
+    edits = [(str(tiny_direction(tmp_path)), 2.0)]
+    first = run(cfg_for(tmp_path, "first"), clip, tmp_path / "first.mp4", edits)  # one shot, tuned
+    assert first.chunks["tune"]["computed"] == 1
+    invert_clip(EditPipeline(cfg_for(tmp_path, "inv", pti=False), executor=LocalExecutor(), quiet=True), clip,
+                tmp_path / "face.codes")
+    pipe = EditPipeline(cfg_for(tmp_path, "a"), executor=LocalExecutor(), quiet=True)
+    pipe(clip, tmp_path / "a.mp4", edits, codes=tmp_path / "face.codes")
+    assert len(list((tmp_path / "face.codes").glob("tuned_pti_*.pt"))) == 1
+
+    def no_tuning(self, item):
+        raise AssertionError("tuned again despite the bundle's weights")
+
+    monkeypatch.setattr(pt.TuneStage, "__call__", no_tuning)
+    pipe = EditPipeline(cfg_for(tmp_path, "b"), executor=LocalExecutor(), quiet=True)
+    res = pipe(clip, tmp_path / "b.mp4", edits, codes=tmp_path / "face.codes")
+    assert "tune" not in res.chunks
+    ref = rendered(tmp_path / "first")
+    assert np.array_equal(ref, rendered(tmp_path / "a")) and np.array_equal(ref, rendered(tmp_path / "b"))

@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 # Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("edit", "faces", "eval", "directions", "weights", "doctor", "bench", "train")
+COMMANDS = ("edit", "invert", "faces", "eval", "directions", "weights", "doctor", "bench", "train")
 
 EPILOG = """examples:
   vidinv edit clip.mp4 --attr smile --strength 2

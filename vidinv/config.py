@@ -40,8 +40,9 @@ class FaceConfig:
     face: str = "largest"
     detect_max_side: int = 480
     detect_upsample: int = 0
+    min_face: int | None = 128
     max_gap: int = 8
-    cut_threshold: float = 0.5
+    cut_threshold: float | str = "auto"
     min_track_length: int = 3
 
 
@@ -72,11 +73,12 @@ class EditSettings:
 class OutputConfig:
     crf: int = 18
     preset: str = "medium"
+    overwrite: bool = False
 
 
 @dataclass
 class ExecutionConfig:
-    executor: str = "ray"
+    executor: str = "auto"  # auto: in-process unless a cluster or several local GPUs can help (see ray_min_frames)
     address: str | None = None
     num_workers: int | None = None
     gpus_per_worker: float | None = None
@@ -85,6 +87,7 @@ class ExecutionConfig:
     max_in_flight: int | None = None
     cache_dir: str | None = None
     keep_cache: bool = False
+    ray_min_frames: int = 250  # auto: a clip shorter than this runs in-process even on a multi-GPU machine
 
 
 @dataclass

@@ -22,6 +22,9 @@ EXAMPLES = """examples:
   vidinv edit clip.mp4 --attr smile --executor local --generator G.pt --encoder 143_enc.pth
   vidinv edit clip.mp4 --invert-only --inverter e4e                  # the reconstruction, no edit
   vidinv edit clip.mp4 --attr smile --tune pti --stitch              # STIT-style tuning (best quality)
+  vidinv invert clip.mp4 -o clip.codes && vidinv edit clip.mp4 --codes clip.codes --attr age=-1
+  vidinv edit clip.mp4 --attr smile --report run.json --preview check.mp4 --overwrite
+  vidinv edit talk.mp4 --attr smile --face all --min-face 96         # small faces (video chat)
 
 strength: for Feature-Style W+ boundaries (smile, eyeglasses, makeup) strength 1 is the official
 video script's step of 15 along the unit boundary; for the e4e InterFaceGAN W directions (age,
@@ -58,10 +61,15 @@ PIPELINE_FLAGS = (
         action="store_true", help="allow checkpoints that need unpickling code (unsafe)")),
     ConfigFlag("faces", "--detector", "faces.detector", dict(
         help="auto | dlib | fan | insightface (default {default})")),
+    ConfigFlag("faces", "--min-face", "faces.min_face", dict(
+        type=int, metavar="PX",
+        help="smallest face to find, in frame pixels: dlib detects on a copy sized so that such a face is "
+             "found (upscaled when needed; slower for smaller faces) (default {default})")),
     ConfigFlag("faces", "--face", "faces.face", dict(
         help="largest | all | a track id from 'vidinv faces' (default {default})")),
     ConfigFlag("execution", "--executor", "execution.executor", dict(
-        choices=["ray", "local"], help="ray or local (in-process) (default {default})")),
+        choices=["auto", "ray", "local"],
+        help="auto (in-process unless a cluster or several GPUs help), ray or local (default {default})")),
     ConfigFlag("execution", "--address", "execution.address", dict(
         help="join a Ray cluster: auto | ray://host:port (default: $RAY_ADDRESS, else a private local Ray)")),
     ConfigFlag("execution", "--num-workers", "execution.num_workers", dict(
@@ -109,6 +117,9 @@ EDIT_FLAGS = (
         choices=["alpha", "laplacian", "poisson"], help="paste-back blending (default {default})")),
     ConfigFlag("edit", "--crf", "output.crf", dict(
         type=int, help="H.264 quality, lower is better (default {default})")),
+    ConfigFlag("edit", "--overwrite", "output.overwrite", dict(
+        action="store_true", help="replace an existing output (atomically); without it an existing output "
+                                  "is an error before any work")),
     ConfigFlag("edit", "--flow-refine", "stabilize.flow_refine", dict(
         action="store_true", help="refine landmarks by Lucas-Kanade optical flow (official pipeline)")),
 )
@@ -146,6 +157,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", "-o", help="output file (one clip) or folder (many clips); default: <input>_<attr>.mp4")
     p.add_argument("--allow-no-face", action="store_true",
                    help="copy a clip with no face through unchanged instead of failing")
+    p.add_argument("--codes", metavar="BUNDLE",
+                   help="re-edit from a codes bundle of 'vidinv invert' (no detection or inversion again)")
+    p.add_argument("--report", metavar="PATH.json",
+                   help="write the run report as JSON (frames, faces, tracks, cuts, timings, options, chunks)")
+    p.add_argument("--preview", metavar="PATH.mp4",
+                   help="write a side-by-side preview: original | inversion | edit crops of the edited face")
     add_config_flags(p, EDIT_FLAGS, PipelineConfig)
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
@@ -182,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         from pipelines.edit import EditPipeline
 
         pipe = EditPipeline(cfg, quiet=args.quiet, offline=offline)
-        res = pipe(inputs[0], args.out, edits, allow_no_face=args.allow_no_face)
+        res = pipe(inputs[0], args.out, edits, allow_no_face=args.allow_no_face, codes=args.codes,
+                   report=args.report, preview=args.preview)
         if res.copied_through:
             print(f"{inputs[0]}: no face found; copied through unchanged -> {res.output}")
         else:
@@ -190,10 +208,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pipelines.batch import edit_many
 
+    if args.codes or args.preview:
+        raise InputError("--codes and --preview take one clip, not a folder or a pattern")
+    if args.report:
+        from pipelines.outputs import existing_output
+
+        existing_output(args.report, cfg.output.overwrite, "report")
     out_dir = Path(args.out or "edited")
-    summary = edit_many(inputs, out_dir, edits, cfg, quiet=args.quiet, offline=offline, allow_no_face=args.allow_no_face)
+    root = Path(args.input) if Path(args.input).is_dir() else None
+    summary = edit_many(inputs, out_dir, edits, cfg, quiet=args.quiet, offline=offline,
+                        allow_no_face=args.allow_no_face, root=root)
     failed = [s for s in summary if s["status"] != "ok"]
     for s in summary:
         print(f"{s['status']:>6}  {s['input']}" + (f" -> {s['output']}" if s.get("output") else f"  ({s.get('error')})"))
     print(f"{len(summary) - len(failed)} of {len(summary)} clips edited")
+    if args.report:
+        from pipelines.report import write_report
+
+        write_report(args.report, {"clips": summary})
     return 1 if failed else 0
