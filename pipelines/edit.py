@@ -139,7 +139,9 @@ class EditPipeline:
                 from pipelines.preview import write_preview
 
                 with timed(timings, "preview_s"):
-                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts)
+                    ptuned = None if tuned is None else dict(tuned, stitch=None)  # PTI, not stitched
+                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts,
+                                  tuning=ptuned)
         finally:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant

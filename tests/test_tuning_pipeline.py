@@ -263,3 +263,17 @@ def test_codes_bundle_keeps_the_pti_weights_and_reedits_bit_for_bit(clip, tmp_pa
     assert "tune" not in res.chunks
     ref = rendered(tmp_path / "first")
     assert np.array_equal(ref, rendered(tmp_path / "a")) and np.array_equal(ref, rendered(tmp_path / "b"))
+
+
+def test_preview_shows_the_tuned_renders(clip, tmp_path):
+    """`--preview` with `--tune pti`: the inversion panel is the tuned generator's (closer to the source)."""
+    from pipelines.preview import PREVIEW_SIZE
+
+    run_plain = EditPipeline(cfg_for(tmp_path, "p0", pti=False), executor=LocalExecutor(), quiet=True)
+    run_plain(clip, tmp_path / "p0.mp4", [], preview=tmp_path / "p0_preview.mp4")
+    run_tuned = EditPipeline(cfg_for(tmp_path, "p1"), executor=LocalExecutor(), quiet=True)
+    run_tuned(clip, tmp_path / "p1.mp4", [], preview=tmp_path / "p1_preview.mp4")
+    a, b = decode(tmp_path / "p0_preview.mp4")[0], decode(tmp_path / "p1_preview.mp4")[0]
+    s = PREVIEW_SIZE
+    src, inv0, inv1 = b[:, :, :s], a[:, :, s : 2 * s], b[:, :, s : 2 * s]
+    assert mse(inv1, src) < mse(inv0, src) / 2
