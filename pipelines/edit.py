@@ -130,8 +130,10 @@ class EditPipeline:
             # 5. edit the codes over time
             per_target = self.edit_codes(targets, code, plan, facts["cuts"], facts_frame_times(facts), store)
             # 5b. tune the generator on the clip around its codes (--tune pti; pipelines/tuning.py)
-            with timed(timings, "tune_s"):
-                tuned = self.tune(src, targets, per_target, facts["cuts"], spec, cache, bundle=codes)
+            tuned = None
+            if self.cfg.tune.enabled:
+                with timed(timings, "tune_s"):
+                    tuned = self.tune(src, targets, per_target, facts["cuts"], spec, cache, bundle=codes)
             # 6. render (with the tuned weights, stitched with --stitch), paste back and encode
             with timed(timings, "render_write_s"):
                 n_written = self.render(src, out, info, targets, per_target, spec, parser, cache, tuned)

@@ -132,7 +132,16 @@ class PipelineConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data as JSON holds it (tuples as lists; :func:`load_config` turns them back)."""
+        return _lists(asdict(self))
+
+
+def _lists(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _lists(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_lists(x) for x in v]
+    return v
 
 
 def read_yaml_file(path: str | Path, what: str = "config file") -> dict:
