@@ -144,14 +144,21 @@ class EditPipeline:
                 code = saved_codes if codes else self.invert(src, info, targets, spec, cache, store)
             # 5. edit the codes over time
             per_target = self.edit_codes(targets, code, plan, facts["cuts"], facts_frame_times(facts), store)
-            # 6. render, paste back and encode
+            # 5b. tune the generator on the clip around its codes (--tune pti; pipelines/tuning.py)
+            tuned = None
+            if self.cfg.tune.enabled:
+                with timed(timings, "tune_s"):
+                    tuned = self.tune(src, targets, per_target, facts["cuts"], spec, cache, bundle=codes)
+            # 6. render (with the tuned weights, stitched with --stitch), paste back and encode
             with timed(timings, "render_write_s"):
-                n_written = self.render(src, out, info, targets, per_target, spec, parser, cache)
+                n_written = self.render(src, out, info, targets, per_target, spec, parser, cache, tuned)
             if preview:
                 from pipelines.preview import write_preview
 
                 with timed(timings, "preview_s"):
-                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts)
+                    ptuned = None if tuned is None else dict(tuned, stitch=None)  # PTI, not stitched
+                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts,
+                                  tuning=ptuned)
         finally:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
@@ -365,6 +372,19 @@ class EditPipeline:
         smooth_runs(delta, valid, cuts, self.cfg.stabilize.edit_delta, inplace=True)
         return delta
 
+    # -- 5b. tune
+    def tune(self, src: Path, targets: list[Target], per_target: dict, cuts: list[int], spec: dict,
+             cache: ChunkCache, bundle: str | os.PathLike | None = None) -> dict | None:
+        """PTI per target (``tune.method: pti``): the render stage's ``tuning`` argument, or None. With a
+        codes ``bundle`` the weights are taken from it, or stored into it once tuned."""
+        from pipelines.tuning import bundle_pti, render_tuning, run_pti
+
+        weights = None
+        if self.cfg.tune.method == "pti":
+            weights = bundle_pti(bundle, self.cfg, lambda: run_pti(self, src, targets, per_target, cuts, spec,
+                                                                  cache))
+        return render_tuning(self.cfg, weights, self.quiet)
+
     # -- 6. render + encode
     @staticmethod
     def frame_jobs(targets: list[Target], per_target: dict, a: int, b: int) -> list[dict]:
@@ -372,13 +392,14 @@ class EditPipeline:
         jobs = []
         for ti, tg in enumerate(targets):
             if ti in per_target:
-                jobs += [dict(frame=t, M=tg.M[t], lm_crop=tg.lm_crop[t], **frame_code(per_target[ti], t))
+                jobs += [dict(frame=t, target=ti, M=tg.M[t], lm_crop=tg.lm_crop[t],
+                              **frame_code(per_target[ti], t))
                          for t in range(a, b) if tg.valid[t]]
         jobs.sort(key=lambda j: j["frame"])
         return jobs
 
     def render(self, src: Path, out: Path, info, targets: list[Target], per_target: dict, spec: dict,
-               parser: str | None, cache: ChunkCache) -> int:
+               parser: str | None, cache: ChunkCache, tuning: dict | None = None) -> int:
         """Pass 3: render and paste back the edited faces, encode the frames in order; returns the number
         of frames written."""
         from pipelines.stages import RenderStage
@@ -392,7 +413,10 @@ class EditPipeline:
         blend = dict(asdict(self.cfg.blend), parser=parser)
         enc = self.cfg.output
         with VideoWriter(out, info, crf=enc.crf, preset=enc.preset, audio_from=src) as writer:
-            for res in cached_map(self.executor, RenderStage, dict(spec=spec, blend=blend),
+            kw = dict(spec=spec, blend=blend)
+            if tuning is not None:
+                kw["tuning"] = tuning
+            for res in cached_map(self.executor, RenderStage, kw,
                                   self._ranges(info), make_item, cache, "render", gpu=True, progress=bar):
                 writer.write(res["frames"], res["pts"])
                 n_written += len(res["frames"])

@@ -16,9 +16,15 @@ from vidinv.config import PipelineConfig
 log = logging.getLogger(__name__)
 
 
+def tuned_tag(cfg) -> str:
+    """The suffix of the tuned rows' method names: ``+pti``, ``+pti+stitch``, ``+stitch``."""
+    return ("+pti" if cfg.tune.method == "pti" else "") + ("+stitch" if cfg.tune.stitch else "")
+
+
 def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: str | None,
-              offline: bool | None, metric_size: int) -> dict:
-    """One clip, every inverter: ``cfg_dicts`` maps an inverter name to its resolved pipeline config."""
+              offline: bool | None, metric_size: int, id_mode: str = "mean_of_ratios") -> dict:
+    """One clip, every inverter: ``cfg_dicts`` maps an inverter name to its resolved pipeline config.
+    With tuning configured, each inverter also gets its tuned rows (e.g. ``fs+pti``, ``fs+pti+edit``)."""
     from pipelines.edit import EditPipeline
     from pipelines.reconstruct import reconstruct_clip
     from pipelines.executors import LocalExecutor
@@ -41,6 +47,11 @@ def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: 
             methods["inversion" if single else name] = rec["inversion"]
             if rec["edit"] is not None:
                 methods["edit" if single else f"{name}+edit"] = rec["edit"]
+            if rec.get("tuned") is not None:
+                tag = f"{name}{tuned_tag(cfg)}"
+                methods[tag] = rec["tuned"]["inversion"]
+                if rec["tuned"]["edit"] is not None:
+                    methods[f"{tag}+edit"] = rec["tuned"]["edit"]
         backend = get_identity_backend(identity)
         lp = None
         if lpips_net:
@@ -48,7 +59,7 @@ def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: 
 
             ok, _ = lpips_available()
             lp = LPIPSMetric() if ok else None
-        rows, clip = evaluate_clip(source, methods, backend, lpips=lp)
+        rows, clip = evaluate_clip(source, methods, backend, lpips=lp, id_mode=id_mode)
         return {"input": src, "status": "ok", "rows": rows, "clip": clip, "backend": backend.name,
                 "frames": len(rec["frames"]), "n_frames": rec["n_frames"]}
     except Exception as exc:  # reported in the summary; never stops the other clips
@@ -99,17 +110,23 @@ def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos:
         cfg_dicts[name] = asdict(replace(cfg, models=replace(m, generator=spec["generator"] or m.generator,
                                                              encoder=spec["encoder"])))
     args = [(cfg_dicts, str(it.path), list(edits or []), backend.name if identity == "auto" else identity,
-             lpips_net, offline, metric_size) for it in chosen]
+             lpips_net, offline, metric_size, cfg.eval.id_mode) for it in chosen]
     results = map_clips(_eval_one, args, cfg, quiet=quiet)
     ok = {Path(r["input"]).stem: (r["rows"], r["clip"]) for r in results if r["status"] == "ok"}
     failed = [r for r in results if r["status"] != "ok"]
     notes.append(f"dataset: {root}; {len(chosen)} clip(s) sampled with seed {seed} from {len(items)}")
+    if cfg.tune.enabled:
+        t = cfg.tune
+        notes.append(f"tuned rows ({tuned_tag(cfg).lstrip('+')}): PTI {t.pti.epochs} pass(es), "
+                     f"lr {t.pti.lr:g}"
+                     + (f"; stitching {t.stitching.steps} steps, lr {t.stitching.lr:g}" if t.stitch else ""))
     if problems:
         notes.append(f"{len(problems)} malformed name(s) skipped: " + "; ".join(str(p) for p in problems[:5]))
     for r in failed:
         notes.append(f"failed: {r['input']}: {r['error']}")
         log.warning("failed: %s: %s", r["input"], r["error"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = write_outputs(out_dir, ok, backend.name, notes, lpips_reason=lpips_reason) if ok else {}
+    paths = write_outputs(out_dir, ok, backend.name, notes, lpips_reason=lpips_reason,
+                          id_mode=cfg.eval.id_mode) if ok else {}
     return {"n_ok": len(ok), "n_failed": len(failed), "failed": failed, "paths": paths, "backend": backend.name,
             "problems": [str(p) for p in problems]}

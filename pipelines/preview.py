@@ -37,8 +37,9 @@ def compose(res: dict, start: int, stop: int, size: int = PREVIEW_SIZE) -> np.nd
 
 
 def write_preview(pipe, src: Path, path, info, targets: list, per_target: dict, spec: dict, cache: ChunkCache,
-                  facts: dict, size: int = PREVIEW_SIZE) -> int:
-    """Render and write the preview of ``targets[0]``; returns the number of frames written."""
+                  facts: dict, size: int = PREVIEW_SIZE, tuning: dict | None = None) -> int:
+    """Render and write the preview of ``targets[0]``; returns the number of frames written. ``tuning``: the
+    render stage's tuned weights (:func:`pipelines.tuning.render_tuning`), rendered with them."""
     from pipelines.stages import ReconstructStage
     from vidinv.io.writer import VideoWriter
 
@@ -52,7 +53,8 @@ def write_preview(pipe, src: Path, path, info, targets: list, per_target: dict, 
     n = 0
     enc = pipe.cfg.output
     ranges = chunk_ranges(info.n_frames, pipe.cfg.execution.chunk_size)
-    results = cached_map(pipe.executor, ReconstructStage, dict(spec=spec, out_size=size), ranges, make_item,
+    kw = dict(spec=spec, out_size=size) if tuning is None else dict(spec=spec, out_size=size, tuning=tuning)
+    results = cached_map(pipe.executor, ReconstructStage, kw, ranges, make_item,
                          cache, "preview", gpu=True, progress=bar)
     pinfo = preview_info(info, size)
     with VideoWriter(path, pinfo, crf=enc.crf, preset=enc.preset, audio_from=src) as writer:

@@ -124,12 +124,18 @@ class InvertStage:
 class RenderStage:
     """Pass 3 (GPU): render the edited faces, unalign, mask and blend them into the frames."""
 
-    def __init__(self, spec: dict, blend: dict) -> None:
+    def __init__(self, spec: dict, blend: dict, tuning: dict | None = None) -> None:
         """``blend``: the config's ``blend`` section as a dict (method, feather, dilate) plus ``parser``, the
-        BiSeNet checkpoint or None."""
+        BiSeNet checkpoint or None; ``tuning``: tuned weights and stitching
+        (:func:`pipelines.tuning.render_tuning`)."""
         from pipelines.components import build_models
 
         self.m = build_models(spec)
+        self.tuning = None
+        if tuning is not None:
+            from pipelines.tuning import RenderTuning
+
+            self.tuning = RenderTuning(tuning)
         self.batch = int(spec["batch_size"])
         self.blend = dict(blend)
         self.parser = None
@@ -169,15 +175,25 @@ class RenderStage:
         return m.clamp(0, 1)
 
     @torch.no_grad()
-    def render(self, codes: list[dict], w_edit: list | None) -> torch.Tensor:
-        """Per-face codes (+ edited w) -> images [N,3,S,S] in [-1,1] (the inversion when ``w_edit`` is None)."""
+    def render(self, codes: list[dict], w_edit: list | None, jobs: list[dict] | None = None) -> torch.Tensor:
+        """Per-face codes (+ edited w) -> images [N,3,S,S] in [-1,1] (the inversion when ``w_edit`` is None);
+        with tuned weights, each face with its ``jobs`` entry's (target, frame) weights."""
         m = self.m
         out = []
         for b in range(0, len(codes), self.batch):
             code = _stack_codes(codes[b : b + self.batch], m.device, m.dtype)
             web = None if w_edit is None else torch.as_tensor(np.stack(w_edit[b : b + self.batch]), device=m.device, dtype=m.dtype)
-            out.append(m.inverter.render(code, web, m.noise).float().cpu())
+            if self.tuning is None:
+                out.append(m.inverter.render(code, web, m.noise).float().cpu())
+            else:
+                out.append(self.tuning.render(m, code, web, jobs[b : b + self.batch]).float().cpu())
         return torch.cat(out)
+
+    def faces(self, frames: np.ndarray, start: int, jobs: list[dict], w_edit: list | None) -> torch.Tensor:
+        """The chunk's faces [N,3,S,S] in [-1,1]: plain renders, or tuned (and stitched) ones."""
+        if self.tuning is None:
+            return self.render([j["code"] for j in jobs], w_edit)
+        return self.tuning.faces(self, frames, start, jobs, w_edit)
 
     @torch.no_grad()
     def __call__(self, item: dict) -> dict:
@@ -188,7 +204,7 @@ class RenderStage:
         if not jobs:
             return out
         w_edit = [j["w_edit"] for j in jobs] if jobs[0].get("w_edit") is not None else None
-        images = (self.render([j["code"] for j in jobs], w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S] in [0,1]
+        images = (self.faces(chunk.frames, item["start"], jobs, w_edit).clamp(-1, 1) + 1) / 2  # [N,3,S,S], [0,1]
         masks = self.masks(images, np.stack([j["lm_crop"] for j in jobs]))
         self.paste(frames, item["start"], jobs, images, masks)
         return out
@@ -211,8 +227,8 @@ class RenderStage:
 class ReconstructStage(RenderStage):
     """For evaluation: the aligned source crops, their inversion and (optionally) their edit, as uint8 crops."""
 
-    def __init__(self, spec: dict, out_size: int) -> None:
-        super().__init__(spec, blend={})
+    def __init__(self, spec: dict, out_size: int, tuning: dict | None = None) -> None:
+        super().__init__(spec, blend={}, tuning=tuning)
         self.out_size = int(out_size)
 
     def _u8(self, x: torch.Tensor) -> np.ndarray:
@@ -235,9 +251,13 @@ class ReconstructStage(RenderStage):
         frames = _to_tensor(chunk.frames[[j["frame"] - item["start"] for j in jobs]], m.device, m.dtype)
         M = torch.as_tensor(np.stack([j["M"] for j in jobs]), dtype=m.dtype, device=m.device)
         source = self._u8(align_faces(frames, M, m.size).float())
-        codes = [j["code"] for j in jobs]
-        inversion = self._u8(self.render(codes, None))
+        inversion = self._u8(self.faces(chunk.frames, item["start"], jobs, None))
+        regions = self.tuning.last_regions if self.tuning is not None else None
         edit = None
         if jobs[0].get("w_edit") is not None:
-            edit = self._u8(self.render(codes, [j["w_edit"] for j in jobs]))
-        return {"frames": [j["frame"] for j in jobs], "source": source, "inversion": inversion, "edit": edit}
+            edit = self._u8(self.faces(chunk.frames, item["start"], jobs, [j["w_edit"] for j in jobs]))
+        out = {"frames": [j["frame"] for j in jobs], "source": source, "inversion": inversion, "edit": edit}
+        if regions is not None:  # the stitching regions (evaluation of stitching), as bool [N, s, s]
+            out["content"], out["border"] = (self._u8(r.expand(-1, 3, -1, -1) * 2 - 1)[..., 0] > 127
+                                             for r in regions)
+        return out

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from vidinv.errors import VidinvError
+from vidinv.metrics.consistency import DEFAULT_MODE
+from vidinv.tuning.config import StitchConfig, TuneConfig
 
 
 @dataclass
@@ -89,6 +91,35 @@ class ExecutionConfig:
 
 
 @dataclass
+class TuneSettings:
+    """Per-clip generator tuning (``--tune pti``, ``--stitch``); the tuning settings themselves are
+    :mod:`vidinv.tuning`'s dataclasses (STIT's defaults, one source)."""
+
+    method: str = "none"  # none | pti: pivotal tuning on the clip's aligned frames after inversion
+    per_shot: bool = False  # one tuned generator per shot (cuts from the plan) instead of per clip
+    stitch: bool = False  # stitching tuning after the edit (per frame, or per stitching.chunk frames)
+    pti: TuneConfig = field(default_factory=TuneConfig)
+    stitching: StitchConfig = field(default_factory=StitchConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("none", "pti"):
+            raise VidinvError(f"tune.method must be 'none' or 'pti', got {self.method!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.method == "pti" or bool(self.stitch)
+
+
+@dataclass
+class EvalSettings:
+    id_mode: str = DEFAULT_MODE  # TL-ID/TG-ID: mean_of_ratios (STIT's public metric script) | ratio_of_means
+
+    def __post_init__(self) -> None:
+        if self.id_mode not in ("mean_of_ratios", "ratio_of_means"):
+            raise VidinvError(f"eval.id_mode must be mean_of_ratios or ratio_of_means, got {self.id_mode!r}")
+
+
+@dataclass
 class PipelineConfig:
     models: ModelConfig = field(default_factory=ModelConfig)
     faces: FaceConfig = field(default_factory=FaceConfig)
@@ -97,9 +128,20 @@ class PipelineConfig:
     edit: EditSettings = field(default_factory=EditSettings)
     output: OutputConfig = field(default_factory=OutputConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    tune: TuneSettings = field(default_factory=TuneSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data as JSON holds it (tuples as lists; :func:`load_config` turns them back)."""
+        return _lists(asdict(self))
+
+
+def _lists(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _lists(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_lists(x) for x in v]
+    return v
 
 
 def read_yaml_file(path: str | Path, what: str = "config file") -> dict:

@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   vidinv edit clips/ --out edited/ --attr smile --address auto      # many clips over a Ray cluster
   vidinv edit clip.mp4 --attr smile --executor local --generator G.pt --encoder 143_enc.pth
   vidinv edit clip.mp4 --invert-only --inverter e4e                  # the reconstruction, no edit
+  vidinv edit clip.mp4 --attr smile --tune pti --stitch              # STIT-style tuning (best quality)
   vidinv invert clip.mp4 -o clip.codes && vidinv edit clip.mp4 --codes clip.codes --attr age=-1
   vidinv edit clip.mp4 --attr smile --report run.json --preview check.mp4 --overwrite
   vidinv edit talk.mp4 --attr smile --face all --min-face 96         # small faces (video chat)
@@ -81,6 +82,29 @@ PIPELINE_FLAGS = (
         help="per-chunk cache for resuming (default: beside the output)")),
     ConfigFlag("execution", "--keep-cache", "execution.keep_cache", dict(
         action="store_true", help="keep the per-chunk cache after success")),
+    ConfigFlag("tuning", "--tune", "tune.method", dict(
+        choices=["none", "pti"], help="pti: fine-tune the generator on the clip's frames around their "
+                                      "codes after inversion (PTI, as STIT; slow, best quality) "
+                                      "(default {default})")),
+    ConfigFlag("tuning", "--tune-steps", "tune.pti.epochs", dict(
+        type=int, help="PTI passes over the clip's tuned frames (default {default}, STIT's)")),
+    ConfigFlag("tuning", "--tune-frames", "tune.pti.max_frames", dict(
+        type=int, help="tune on at most this many frames spread over the clip (default: all)")),
+    ConfigFlag("tuning", "--tune-per-shot", "tune.per_shot", dict(
+        action="store_true", help="one tuned generator per shot (cuts) instead of one per clip")),
+    ConfigFlag("tuning", "--stitch", "tune.stitch", dict(
+        action="store_true", help="stitching tuning after the edit: the face's border agrees with the frame "
+                                  "(STIT; per frame, or per tune.stitching.chunk frames)")),
+    ConfigFlag("tuning", "--stitch-steps", "tune.stitching.steps", dict(
+        type=int, help="stitching steps per frame or chunk (default {default}, STIT's)")),
+)
+
+# evaluation-only flags (vidinv eval), in the same config
+EVAL_FLAGS = (
+    ConfigFlag("evaluation", "--id-mode", "eval.id_mode", dict(
+        choices=["mean_of_ratios", "ratio_of_means"],
+        help="TL-ID/TG-ID: the mean of per-pair ratios (STIT's public metric script) or the ratio of the "
+             "mean similarities (default {default})")),
 )
 
 EDIT_FLAGS = (
@@ -114,7 +138,7 @@ def config_from_args(args: argparse.Namespace):
     """The pipeline config: defaults, then ``--config FILE``, then the flags given (every table row)."""
     from vidinv.config import load_config, overrides_from_args
 
-    return load_config(args.config, overrides_from_args(args, PIPELINE_FLAGS + EDIT_FLAGS))
+    return load_config(args.config, overrides_from_args(args, PIPELINE_FLAGS + EDIT_FLAGS + EVAL_FLAGS))
 
 
 def add_parser(sub) -> None:

@@ -10,6 +10,7 @@ EXAMPLES = """examples:
   vidinv eval ravdess /data/RAVDESS --actors 1,2 --emotions happy,sad --attr smile --strength 1
   vidinv eval ravdess ROOT --identity dlib --executor local --generator tiny --encoder tiny
   vidinv eval ravdess ROOT --inverters fs,e4e,hfgi --checkpoint hfgi=hfgi.pt
+  vidinv eval ravdess ROOT --tune pti --id-mode ratio_of_means   # adds the PTI-tuned rows (fs+pti)
 
 outputs: one CSV per video, summary.json (mean/median/std per metric and method), ic_boxplot.png
 (Fig. 9 style), report.md (names the identity backend: figures from different backends are not comparable).
@@ -53,6 +54,10 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                    help="an inverter's own checkpoint instead of the zoo's; repeatable")
     p.add_argument("--out", "-o", default="vidinv_eval", help="output folder")
+    from vidinv.commands.edit import EVAL_FLAGS
+    from vidinv.config import PipelineConfig, add_config_flags
+
+    add_config_flags(p, EVAL_FLAGS, PipelineConfig)
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from vidinv.errors import InputError
-from vidinv.metrics.consistency import identity_consistency, pairwise_id, tg_id, tl_id
+from vidinv.metrics.consistency import DEFAULT_MODE, identity_consistency, pairwise_id, temporal_identity
 from vidinv.metrics.image import mse, psnr, ssim
 
 __all__ = ["FRAME_METRICS", "CLIP_METRICS", "SOURCE", "evaluate_clip", "summarize", "write_outputs"]
@@ -50,7 +50,7 @@ def _finite_mean(v: np.ndarray) -> float:
 
 
 def evaluate_clip(source_crops: np.ndarray, methods: Mapping[str, np.ndarray], backend: Any,
-                  lpips: Any = None) -> ClipResult:
+                  lpips: Any = None, id_mode: str = DEFAULT_MODE) -> ClipResult:
     """All metrics of one clip, for every method against the source crops.
 
     Args:
@@ -59,6 +59,8 @@ def evaluate_clip(source_crops: np.ndarray, methods: Mapping[str, np.ndarray], b
             inversion, an edit); the name ``'source'`` is reserved.
         backend: an :class:`~vidinv.metrics.identity.IdentityBackend`.
         lpips: an :class:`~vidinv.metrics.image.LPIPSMetric` or None (column left NaN).
+        id_mode: how TL-ID/TG-ID normalise by the source (``'mean_of_ratios'``, the default, or
+            ``'ratio_of_means'``; see :func:`~vidinv.metrics.consistency.tl_id`).
 
     Returns:
         ``(rows, clip)``: ``rows`` one dict per (method, frame) with keys ``method,
@@ -92,10 +94,11 @@ def evaluate_clip(source_crops: np.ndarray, methods: Mapping[str, np.ndarray], b
                  "id": pairwise_id(e_src, e)}
         for t in range(T):
             rows.append({"method": name, "frame": t, **{k: float(frame[k][t]) for k in FRAME_METRICS}})
-        per[name] = {"ic": identity_consistency(e), "tl_id": tl_id(e, e_src), "tg_id": tg_id(e, e_src),
+        tid = temporal_identity(e, e_src, id_mode)
+        per[name] = {"ic": identity_consistency(e), "tl_id": tid["tl_id"], "tg_id": tid["tg_id"],
                      **{f"{k}_mean": _finite_mean(frame[k]) for k in FRAME_METRICS}}
     clip = {"n_frames": T, "identity_backend": getattr(backend, "name", type(backend).__name__),
-            "lpips": lpips is not None, "methods": per}
+            "lpips": lpips is not None, "id_mode": id_mode, "methods": per}
     return rows, clip
 
 
@@ -163,7 +166,8 @@ def _boxplot(path: Path, results: Mapping[str, ClipResult], order: list[str]) ->
 
 
 def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], backend_name: str,
-                  notes: Union[str, Sequence[str], None] = None, lpips_reason: str = "") -> dict[str, Path]:
+                  notes: Union[str, Sequence[str], None] = None, lpips_reason: str = "",
+                  id_mode: Optional[str] = None) -> dict[str, Path]:
     """Write the evaluation of many clips.
 
     Files: ``<video>.csv`` per clip (one row per method and frame), ``summary.json``
@@ -177,6 +181,8 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
         backend_name: the identity backend's name (``backend.name``).
         notes: free lines added to the report (e.g. the sampling seed, the dataset).
         lpips_reason: why LPIPS did not run, when it did not (``'LPIPS unavailable: ...'``).
+        id_mode: the TL-ID/TG-ID mode named in the outputs (default: the clips' own, see
+            :func:`evaluate_clip`).
 
     Returns:
         ``{'csv': [paths...], 'summary': path, 'boxplot': path, 'report': path}``
@@ -206,6 +212,9 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
         csvs.append(p)
 
     summary = summarize(results)
+    if id_mode is None:
+        modes = sorted({str(c.get("id_mode", DEFAULT_MODE)) for _, c in results.values()})
+        id_mode = modes[0] if len(modes) == 1 else "mixed: " + ", ".join(modes)
     order = [SOURCE] + sorted({m for _, c in results.values() for m in c["methods"]} - {SOURCE})
 
     def clean(v: Any) -> Any:
@@ -221,7 +230,7 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
 
     doc = {"identity_backend": backend_name, "lpips": {"available": lpips_ran, "reason": "" if lpips_ran else
                                                        (lpips_reason or "LPIPS unavailable")},
-           "n_clips": len(results), "methods": order, "summary": summary,
+           "id_mode": id_mode, "n_clips": len(results), "methods": order, "summary": summary,
            "clips": {v: c for v, (_, c) in results.items()}, "notes": notes}
     sp = out / "summary.json"
     sp.write_text(json.dumps(clean(doc), indent=2, allow_nan=False))
@@ -233,13 +242,14 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
 
     lines = ["# vidinv evaluation", "", f"- identity backend: **{backend_name}**",
              f"- LPIPS: {'available (AlexNet, v0.1)' if lpips_ran else doc['lpips']['reason']}",
-             f"- clips: {len(results)}", ""]
+             f"- TL-ID/TG-ID mode: **{id_mode}**", f"- clips: {len(results)}", ""]
     lines += ["| method | " + " | ".join(CLIP_METRICS) + " |", "|---" * (len(CLIP_METRICS) + 1) + "|"]
     for name in order:
         s = summary.get(name, {})
         lines.append(f"| {name} | " + " | ".join(cell(s[k]) if k in s else "—" for k in CLIP_METRICS) + " |")
     lines += ["", "Mean ± std (median) over clips; IC is eq. (9) of the Feature-Style paper, TL-ID/TG-ID as in "
-              "STIT (1 = as consistent as the source). PSNR means leave out identical frames (inf).", "",
+              f"STIT (1 = as consistent as the source; {id_mode.replace('_', ' ')}). "
+              "PSNR means leave out identical frames (inf).", "",
               "![IC per method](ic_boxplot.png)", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]

@@ -11,11 +11,23 @@ Typical use (the codes come from ``inverter.invert``; ``w_edit`` from the edit):
 """
 
 from vidinv.tuning.config import StitchConfig, TuneConfig
-from vidinv.tuning.core import generator_of, load_lpips_loss
-from vidinv.tuning.pti import pivotal_tune
-from vidinv.tuning.stitch import boundary_band, render_tuned, stitch_masks, stitch_tune
-from vidinv.tuning.weights import (TunedWeights, load_weights, save_weights, weights_for_frame,
-                                   weights_from_state, weights_to_state)
+
+# everything but the settings is loaded on first use, so that ``vidinv.config`` can hold the settings
+# while ``import vidinv`` (and the CLI) stays free of torch
+_LAZY = {"generator_of": "core", "load_lpips_loss": "core", "pivotal_tune": "pti", "boundary_band": "stitch",
+         "render_tuned": "stitch", "stitch_masks": "stitch", "stitch_tune": "stitch",
+         "TunedWeights": "weights",
+         "load_weights": "weights", "save_weights": "weights", "weights_for_frame": "weights",
+         "weights_from_state": "weights", "weights_to_state": "weights"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"vidinv.tuning.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["TuneConfig", "StitchConfig", "pivotal_tune", "stitch_tune", "stitch_masks", "boundary_band",
            "render_tuned", "TunedWeights", "save_weights", "load_weights", "weights_to_state",
