@@ -145,20 +145,12 @@ class EditPipeline:
             # 5. edit the codes over time
             per_target = self.edit_codes(targets, code, plan, facts["cuts"], facts_frame_times(facts), store)
             # 5b. tune the generator on the clip around its codes (--tune pti; pipelines/tuning.py)
-            tuned = None
-            if self.cfg.tune.enabled:
-                with timed(timings, "tune_s"):
-                    tuned = self.tune(src, targets, per_target, facts["cuts"], spec, cache, bundle=codes)
+            tuned = self._tune_step(src, targets, per_target, facts, spec, cache, codes, timings)
             # 6. render (with the tuned weights, stitched with --stitch), paste back and encode
             with timed(timings, "render_write_s"):
                 n_written = self.render(src, out, info, targets, per_target, spec, parser, cache, tuned)
             if preview:
-                from pipelines.preview import write_preview
-
-                with timed(timings, "preview_s"):
-                    ptuned = None if tuned is None else dict(tuned, stitch=None)  # PTI, not stitched
-                    write_preview(self, src, preview, info, targets, per_target, spec, cache, facts,
-                                  tuning=ptuned)
+                self._preview_step(src, preview, info, targets, per_target, spec, cache, facts, tuned, timings)
         finally:
             store.close()
         if n_written != info.n_frames:  # pragma: no cover - a broken invariant
@@ -170,6 +162,21 @@ class EditPipeline:
                          int(sum(t.valid.sum() for t in targets)), timings, chunks=dict(cache.stats),
                          executor=executor)
         return self._finish(res, src, facts, edits, codes, preview, report)
+
+    def _tune_step(self, src, targets, per_target, facts, spec, cache, codes, timings) -> dict | None:
+        """Step 5b: with ``tune.enabled``, the clip's PTI (and stitching settings); else None."""
+        if not self.cfg.tune.enabled:
+            return None
+        with timed(timings, "tune_s"):
+            return self.tune(src, targets, per_target, facts["cuts"], spec, cache, bundle=codes)
+
+    def _preview_step(self, src, preview, info, targets, per_target, spec, cache, facts, tuned, timings) -> None:
+        """The side-by-side preview (with the PTI weights when tuned, not the stitched ones)."""
+        from pipelines.preview import write_preview
+
+        with timed(timings, "preview_s"):
+            ptuned = None if tuned is None else dict(tuned, stitch=None)
+            write_preview(self, src, preview, info, targets, per_target, spec, cache, facts, tuning=ptuned)
 
     def _analyze_and_plan(self, src: Path, info, spec: dict, cache: ChunkCache, timings: dict):
         """Steps 2-3: ``(targets, clip facts)`` (faces per frame, pts, tracks, cuts; see pipelines.report)."""

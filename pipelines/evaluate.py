@@ -67,6 +67,24 @@ def _eval_one(cfg_dicts: dict, src: str, edits: list, identity: str, lpips_net: 
         return {"input": src, "status": "failed", "error": msg}
 
 
+def _method_configs(cfg: PipelineConfig, inverters, checkpoints, offline) -> dict[str, dict]:
+    """Each compared method's config (as a dict for the clip tasks), its files resolved now: a missing file
+    fails here, before any clip."""
+    from pipelines.components import resolve_model_spec
+
+    out = {}
+    for name in inverters or [cfg.models.inverter]:
+        m = replace(cfg.models, inverter=name)
+        if checkpoints and name in checkpoints:
+            m = replace(m, encoder=checkpoints[name])
+        elif name != cfg.models.inverter and cfg.models.encoder not in ("tiny",):
+            m = replace(m, encoder="zoo")  # --encoder names the first method's file, not every method's
+        spec = resolve_model_spec(m, offline=offline)
+        out[name] = asdict(replace(cfg, models=replace(m, generator=spec["generator"] or m.generator,
+                                                       encoder=spec["encoder"])))
+    return out
+
+
 def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos: int = 120, seed: int = 0,
                      actors=None, emotions=None, modalities=None, edits=None, identity: str = "auto",
                      lpips_net: str | None = "alex", offline: bool | None = None, quiet: bool = False,
@@ -76,7 +94,6 @@ def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos:
     ``checkpoints``: an inverter name -> its checkpoint, for those the zoo does not host).
     Returns what was written and the failures."""
     from pipelines.batch import map_clips
-    from pipelines.components import resolve_model_spec
     from vidinv.errors import InputError
     from vidinv.metrics.image import lpips_available
     from vidinv.metrics.identity import get_identity_backend
@@ -99,16 +116,7 @@ def evaluate_ravdess(root: Path, out_dir: Path, cfg: PipelineConfig, num_videos:
         if not ok:
             log.warning("%s", reason)  # said once; the other metrics are still reported
             lpips_reason, lpips_net = reason, None
-    cfg_dicts = {}
-    for name in inverters or [cfg.models.inverter]:
-        m = replace(cfg.models, inverter=name)
-        if checkpoints and name in checkpoints:
-            m = replace(m, encoder=checkpoints[name])
-        elif name != cfg.models.inverter and cfg.models.encoder not in ("tiny",):
-            m = replace(m, encoder="zoo")  # --encoder names the first method's file, not every method's
-        spec = resolve_model_spec(m, offline=offline)  # a missing file fails here, before any clip
-        cfg_dicts[name] = asdict(replace(cfg, models=replace(m, generator=spec["generator"] or m.generator,
-                                                             encoder=spec["encoder"])))
+    cfg_dicts = _method_configs(cfg, inverters, checkpoints, offline)
     args = [(cfg_dicts, str(it.path), list(edits or []), backend.name if identity == "auto" else identity,
              lpips_net, offline, metric_size, cfg.eval.id_mode) for it in chosen]
     results = map_clips(_eval_one, args, cfg, quiet=quiet)

@@ -191,12 +191,33 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
     Raises:
         InputError: no result to write.
     """
+    from vidinv.atomic import atomic_write_text
+
     if not results:
         raise InputError("write_outputs got no clip result")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     notes = [notes] if isinstance(notes, str) else list(notes or [])
     lpips_ran = all(clip.get("lpips", False) for _, clip in results.values())
+    csvs = _write_csvs(out, results)
+    summary = summarize(results)
+    if id_mode is None:
+        modes = sorted({str(c.get("id_mode", DEFAULT_MODE)) for _, c in results.values()})
+        id_mode = modes[0] if len(modes) == 1 else "mixed: " + ", ".join(modes)
+    order = [SOURCE] + sorted({m for _, c in results.values() for m in c["methods"]} - {SOURCE})
+    doc = {"identity_backend": backend_name, "lpips": {"available": lpips_ran, "reason": "" if lpips_ran else
+                                                       (lpips_reason or "LPIPS unavailable")},
+           "id_mode": id_mode, "n_clips": len(results), "methods": order, "summary": summary,
+           "clips": {v: c for v, (_, c) in results.items()}, "notes": notes}
+    sp = atomic_write_text(out / "summary.json", json.dumps(_json_clean(doc), indent=2, allow_nan=False))
+    bp = out / "ic_boxplot.png"
+    _boxplot(bp, results, order)
+    rp = atomic_write_text(out / "report.md", "\n".join(_report_lines(doc, order, lpips_ran)))
+    return {"csv": csvs, "summary": sp, "boxplot": bp, "report": rp}
+
+
+def _write_csvs(out: Path, results: Mapping[str, ClipResult]) -> list[Path]:
+    """``<video>.csv`` per clip: one row per method and frame (names made safe and unique)."""
     csvs, used = [], set()
     for video, (rows, _) in results.items():
         stem = _safe_name(video)
@@ -210,39 +231,32 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
             for r in rows:
                 w.writerow({k: _fmt(r[k]) for k in w.fieldnames})
         csvs.append(p)
+    return csvs
 
-    summary = summarize(results)
-    if id_mode is None:
-        modes = sorted({str(c.get("id_mode", DEFAULT_MODE)) for _, c in results.values()})
-        id_mode = modes[0] if len(modes) == 1 else "mixed: " + ", ".join(modes)
-    order = [SOURCE] + sorted({m for _, c in results.values() for m in c["methods"]} - {SOURCE})
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if isinstance(v, (float, np.floating)):
-            return float(v) if math.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        return v
+def _json_clean(v: Any) -> Any:
+    """Plain JSON data: numpy scalars as Python numbers, non-finite floats as None."""
+    if isinstance(v, dict):
+        return {k: _json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
 
-    doc = {"identity_backend": backend_name, "lpips": {"available": lpips_ran, "reason": "" if lpips_ran else
-                                                       (lpips_reason or "LPIPS unavailable")},
-           "id_mode": id_mode, "n_clips": len(results), "methods": order, "summary": summary,
-           "clips": {v: c for v, (_, c) in results.items()}, "notes": notes}
-    sp = out / "summary.json"
-    sp.write_text(json.dumps(clean(doc), indent=2, allow_nan=False))
-    bp = out / "ic_boxplot.png"
-    _boxplot(bp, results, order)
+
+def _report_lines(doc: dict, order: list[str], lpips_ran: bool) -> list[str]:
+    """``report.md``: the backend, LPIPS, the TL-ID/TG-ID mode, a table of clip metrics per method, notes."""
+    backend_name, id_mode, summary, notes = doc["identity_backend"], doc["id_mode"], doc["summary"], doc["notes"]
 
     def cell(s: dict) -> str:
         return "n/a" if s["mean"] is None else f"{s['mean']:.4g} ± {s['std']:.2g} (median {s['median']:.4g})"
 
     lines = ["# vidinv evaluation", "", f"- identity backend: **{backend_name}**",
              f"- LPIPS: {'available (AlexNet, v0.1)' if lpips_ran else doc['lpips']['reason']}",
-             f"- TL-ID/TG-ID mode: **{id_mode}**", f"- clips: {len(results)}", ""]
+             f"- TL-ID/TG-ID mode: **{id_mode}**", f"- clips: {doc['n_clips']}", ""]
     lines += ["| method | " + " | ".join(CLIP_METRICS) + " |", "|---" * (len(CLIP_METRICS) + 1) + "|"]
     for name in order:
         s = summary.get(name, {})
@@ -253,6 +267,4 @@ def write_outputs(out_dir: Union[str, Path], results: Mapping[str, ClipResult], 
               "![IC per method](ic_boxplot.png)", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    rp = out / "report.md"
-    rp.write_text("\n".join(lines))
-    return {"csv": csvs, "summary": sp, "boxplot": bp, "report": rp}
+    return lines
