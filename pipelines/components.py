@@ -49,6 +49,35 @@ def resolve_parser(mask_mode: str, offline: bool | None = None) -> str | None:
     return str(zoo.require(ZOO_PARSER, offline=offline))
 
 
+def needed_weights(models_cfg, mask_mode: str = "landmarks", attributes=()) -> list[str]:
+    """Every zoo artifact a run needs: the method's checkpoints left to the zoo, BiSeNet for ``parsing``
+    masks, the direction files of known attributes (so that all missing files are named at once)."""
+    from vidinv.editing.attributes import attribute_artifact
+    from vidinv.inverters.registry import get_inverter_entry
+
+    entry = get_inverter_entry(getattr(models_cfg, "inverter", "fs") or "fs")
+    names = []
+    if models_cfg.encoder in (None, "", "zoo") and entry.zoo_checkpoint:
+        names.append(entry.zoo_checkpoint)
+    if entry.needs_generator and models_cfg.generator in (None, "", "zoo") and models_cfg.encoder != "tiny" \
+            and entry.zoo_generator:
+        names.append(entry.zoo_generator)
+    if mask_mode == "parsing":
+        names.append(ZOO_PARSER)
+    names += [a for a in (attribute_artifact(n) for n in attributes) if a]
+    return list(dict.fromkeys(names))
+
+
+def require_weights(models_cfg, mask_mode: str = "landmarks", attributes=(), offline: bool | None = None) -> None:
+    """Fetch what is missing of :func:`needed_weights` (when online), or fail with ONE line naming every
+    missing file and the fix (``vidinv weights fetch ...`` / ``vidinv weights import DIR``)."""
+    names = needed_weights(models_cfg, mask_mode, attributes)
+    if names:
+        from vidinv.zoo import Zoo
+
+        Zoo().require_all(names, offline=offline)
+
+
 def resolve_model_spec(models_cfg, offline: bool | None = None) -> dict:
     """Turn a ``ModelConfig`` into a spec with concrete paths (fetching or failing with the zoo's message).
 

@@ -117,6 +117,7 @@ class EditPipeline:
                 existing_output(path, self.cfg.output.overwrite, what)
         self._n_frames = info.n_frames
         edits = list(edits or [])
+        self.require_weights(edits)
         spec = self.model_spec()
         self.check(out, spec)
         parser = self.parser()
@@ -214,6 +215,13 @@ class EditPipeline:
         if info.n_frames == 0:
             raise InputError(f"{src}: the video has no frames")
         return src, out, info
+
+    def require_weights(self, edits: list[tuple[str, float]]) -> None:
+        """Every zoo file the run needs present (fetched when online), else one line naming all missing."""
+        from pipelines.components import require_weights
+
+        names = [n for n, _ in edits] + list(self.cfg.edit.condition)
+        require_weights(self.cfg.models, self.cfg.blend.mask, names, offline=self.offline)
 
     def model_spec(self) -> dict:
         """The models with concrete paths (fails here, before any work, when weights are missing)."""

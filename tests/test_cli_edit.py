@@ -154,3 +154,25 @@ def test_edit_cli_folder_mode_names_never_collide(tmp_path, capsys):
     # again without --overwrite: an error before any work
     rc = main(["edit", str(tmp_path / "in"), "--invert-only", "--out", str(out), "--quiet", *TINY])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_edit_cli_missing_weights_named_all_at_once(clip, tmp_path, monkeypatch, capsys):
+    """Every file the run needs (encoder, generator, parsing net, each attribute's direction) in ONE line."""
+    from vidinv.editing.attributes import attribute_artifact
+
+    monkeypatch.setenv("VIDINV_HOME", str(tmp_path / "home"))
+    out = tmp_path / "o.mp4"
+    rc = main(["edit", str(clip), "--attr", "smile", "--attr", "age", "--offline", "--executor", "local",
+               "--out", str(out)] + (["--config", str(_mask_parsing(tmp_path))]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 3 and len(err) == 1, err
+    for name in ("fs_encoder_143", "psp_ffhq_encode", "bisenet_79999", attribute_artifact("smile"),
+                 attribute_artifact("age")):
+        assert name in err[0], (name, err[0])
+    assert not out.exists()
+
+
+def _mask_parsing(tmp_path: Path) -> Path:
+    cfg = tmp_path / "parsing.yaml"
+    cfg.write_text("blend:\n  mask: parsing\n")
+    return cfg

@@ -171,6 +171,14 @@ def _sefa(spec: str, generator, generator_spec, n_latent: int | None, style_dim:
     return d
 
 
+def attribute_artifact(spec: str, table: str | Path | None = None) -> str | None:
+    """The zoo artifact behind a known attribute name or alias; None for ``sefa:N``, paths and unknown names."""
+    attrs, aliases = attribute_table(table)
+    key = str(spec).strip().lower()
+    key = aliases.get(key, key)
+    return attrs[key]["artifact"] if key in attrs else None
+
+
 def resolve_attribute(spec: str, zoo: Any = None, n_latent: int | None = 18, style_dim: int | None = None,
                       generator: Any = None, generator_spec: Mapping | None = None, offline: bool | None = None,
                       table: str | Path | None = None) -> Direction:
