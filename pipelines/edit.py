@@ -233,8 +233,11 @@ class EditPipeline:
         """Output path, cache folder and model files checked before any work (one plain line each)."""
         from pipelines.components import check_models
 
+        from vidinv.faces.detect import resolve_detector
+
         check_output_path(out, self.cfg.execution.cache_dir)
         check_models(spec)
+        resolve_detector(self.cfg.faces.detector)
 
     def parser(self) -> str | None:
         """The face-parsing checkpoint of the blend mask, or None for landmark masks."""

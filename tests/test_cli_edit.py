@@ -176,3 +176,11 @@ def _mask_parsing(tmp_path: Path) -> Path:
     cfg = tmp_path / "parsing.yaml"
     cfg.write_text("blend:\n  mask: parsing\n")
     return cfg
+
+
+def test_edit_cli_unknown_detector_before_work(clip, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    rc = main(["edit", str(clip), "--invert-only", "--out", str(out), *TINY, "--detector", "nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "unknown face detector 'nope'" in err[-1]
+    assert not out.exists() and not list(tmp_path.glob(".o.mp4*"))  # no cache, no part file

@@ -306,3 +306,13 @@ def test_insightface_gets_device(tmp_path, monkeypatch, device, cuda_built, want
     det = D.get_detector("insightface", device=device, root=tmp_path, det_size=320, max_side=480)
     assert (seen["providers"], seen["ctx"]) == want == (det.providers, want[1])
     assert seen["det_size"] == (320, 320) and seen["root"] == str(tmp_path)
+
+
+def test_exception_resolve_detector_checks_before_building():
+    from vidinv.errors import VidinvError
+
+    with pytest.raises(VidinvError, match="unknown face detector 'nope'"):
+        D.resolve_detector("nope")
+    assert D.resolve_detector("DLIB") == "dlib"
+    if D.available_backends():
+        assert D.resolve_detector("auto") == D.available_backends()[0]

@@ -60,7 +60,8 @@ PIPELINE_FLAGS = (
     ConfigFlag("models", "--allow-pickle", "models.allow_pickle", dict(
         action="store_true", help="allow checkpoints that need unpickling code (unsafe)")),
     ConfigFlag("faces", "--detector", "faces.detector", dict(
-        help="auto | dlib | fan | insightface (default {default})")),
+        help="auto (the best one installed with its weights) or a backend from the detector registry "
+             "(vidinv.faces.detect.DETECTORS; 'vidinv doctor' shows which are usable) (default {default})")),
     ConfigFlag("faces", "--min-face", "faces.min_face", dict(
         type=int, metavar="PX",
         help="smallest face to find, in frame pixels: dlib detects on a copy sized so that such a face is "

@@ -358,6 +358,25 @@ def available_backends() -> list[str]:
     return [name for name, entry in DETECTORS.items() if entry.missing() is None]
 
 
+def resolve_detector(name: str = "auto") -> str:
+    """The backend ``name`` stands for (``'auto'``: the first available of fan > insightface > dlib), checked
+    without building anything: an unknown name, or no usable backend for ``'auto'``, is a one-line error.
+    Cheap enough to call before any work."""
+    name = str(name).lower()
+    if name not in ("auto", *DETECTORS):
+        raise VidinvError(f"unknown face detector {name!r}: choose auto, {', '.join(DETECTORS)}")
+    if name != "auto":
+        return name
+    why = {n: e.missing() for n, e in DETECTORS.items()}
+    avail = [n for n, reason in why.items() if reason is None]
+    if not avail:
+        raise MissingWeightsError("no face detector available (" + "; ".join(f"{n}: {r}" for n, r in why.items())
+                                  + "): install dlib-bin and face-recognition-models, or put face-alignment / "
+                                  "insightface weights in their caches")
+    log.debug("face detector: %s (auto; available: %s)", avail[0], ", ".join(avail))
+    return avail[0]
+
+
 def get_detector(name: str = "auto", device: str = "cpu", **settings: Any) -> FaceDetector:
     """Build a face detector by name from :data:`DETECTORS`.
 
@@ -373,22 +392,14 @@ def get_detector(name: str = "auto", device: str = "cpu", **settings: Any) -> Fa
     Returns:
         A :class:`FaceDetector`.
     """
-    name = str(name).lower()
-    if name not in ("auto", *DETECTORS):
-        raise VidinvError(f"unknown face detector {name!r}: choose auto, {', '.join(DETECTORS)}")
+    auto = str(name).lower() == "auto"
+    name = resolve_detector(name)
+    if auto:
+        log.info("face detector: %s (auto)", name)
     known = {k for e in DETECTORS.values() for k in e.settings}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise VidinvError(f"unknown face detector setting(s) {unknown}; known: {sorted(known)}")
-    if name == "auto":
-        why = {n: e.missing() for n, e in DETECTORS.items()}
-        avail = [n for n, reason in why.items() if reason is None]
-        if not avail:
-            raise MissingWeightsError("no face detector available (" + "; ".join(f"{n}: {r}" for n, r in why.items())
-                                      + "): install dlib-bin and face-recognition-models, or put face-alignment / "
-                                      "insightface weights in their caches")
-        name = avail[0]
-        log.info("face detector: %s (auto; available: %s)", name, ", ".join(avail))
     entry = DETECTORS[name]
     kwargs = {k: v for k, v in settings.items() if k in entry.settings}
     return entry.build(device=device, **kwargs)
