@@ -17,7 +17,7 @@ from vidinv.editing.directions import (
     load_ganspace,
     save_direction,
 )
-from vidinv.editing.fit import _squared_hinge_svm, fit_interfacegan, select_examples
+from vidinv.editing.fit import squared_hinge_svm, fit_interfacegan, select_examples
 from vidinv.editing.sefa import layer_map, sefa_directions, sefa_factorize
 from vidinv.errors import InputError, VidinvError
 
@@ -348,7 +348,7 @@ def test_fit_recovers_planted_normal():
 
 def test_svm_fallback_recovers_normal():
     X, score, normal = _planted(shape=(12,), seed=2)
-    coef, b = _squared_hinge_svm(X.double().numpy(), (score > 0).numpy().astype(np.int64), 1.0, 2000)
+    coef, b = squared_hinge_svm(X.double().numpy(), (score > 0).numpy().astype(np.int64), 1.0, 2000)
     coef = coef / np.linalg.norm(coef)
     assert float(coef @ normal.double().numpy()) > 0.95
 

@@ -175,7 +175,7 @@ def test_get_backend_with_real_zoo_missing_weights(monkeypatch, tmp_path):
     pytest.importorskip("dlib")
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path))
     zoo = zoo_mod.Zoo(home=tmp_path / "cache")
-    assert zoo.status(ident._arcface_name(zoo)) == "missing"
+    assert zoo.status(ident.arcface_name(zoo)) == "missing"
     assert get_identity_backend("auto", zoo=zoo).name == "dlib"
 
 

@@ -49,7 +49,7 @@ def select_examples(labels: np.ndarray, fraction: float = 0.02,
     return idx, np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
 
 
-def _squared_hinge_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int) -> tuple[np.ndarray, float]:
+def squared_hinge_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int) -> tuple[np.ndarray, float]:
     """LinearSVC's primal problem (L2 penalty, squared hinge, regularised intercept as liblinear does)
     solved with L-BFGS: the fallback when scikit-learn is not installed.
 
@@ -75,7 +75,7 @@ def _fit_svm(X: np.ndarray, y: np.ndarray, C: float, max_iter: int):
     try:
         from sklearn.svm import LinearSVC
     except ImportError:
-        coef, b = _squared_hinge_svm(X, y, C, max_iter)
+        coef, b = squared_hinge_svm(X, y, C, max_iter)
         return coef, lambda Z: (Z @ coef + b > 0).astype(np.int64)
     svm = LinearSVC(C=C, max_iter=max_iter)
     svm.fit(X, y)

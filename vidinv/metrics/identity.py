@@ -135,7 +135,7 @@ class ArcFaceBackend:
             from vidinv.zoo import Zoo
 
             zoo = Zoo()
-        net = load_iresnet(zoo.require(_arcface_name(zoo)))
+        net = load_iresnet(zoo.require(arcface_name(zoo)))
         net = net[0] if isinstance(net, tuple) else net
         return cls(net, **kwargs)
 
@@ -265,7 +265,7 @@ class DlibBackend:
         return _unit(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
-def _arcface_name(zoo: Any) -> str:
+def arcface_name(zoo: Any) -> str:
     """The first of :data:`ARCFACE_ZOO_NAMES` the zoo knows (the first one when it cannot say)."""
     get = getattr(zoo, "get", None)
     for name in ARCFACE_ZOO_NAMES if callable(get) else ():
@@ -330,7 +330,7 @@ def get_identity_backend(name: str = "auto", zoo: Any = None, device: Union[str,
             from vidinv.zoo import Zoo
 
             zoo = Zoo()
-        if _zoo_has(zoo, _arcface_name(zoo)):
+        if _zoo_has(zoo, arcface_name(zoo)):
             backend: IdentityBackend = ArcFaceBackend.from_zoo(zoo, device=device)
             log.info("identity backend: arcface")
             return backend
