@@ -459,3 +459,29 @@ def test_writer_killed_part_cleaned_by_next_run(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_exception_truncated_with_index_in_front(tmp_path):
+    """A copy cut short whose MP4 index sits at the front: an error, not a silently shorter edit."""
+    import av
+
+    from vidinv.errors import InputError
+    from vidinv.io.video import probe
+
+    path = tmp_path / "faststart.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width = s.height = 128
+        s.pix_fmt = "yuv420p"
+        for _ in range(40):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), format="rgb24")
+            for pkt in s.encode(frame):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    assert probe(path).n_frames == 40
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="truncated: its index lists 40 frames"):
+        probe(cut)

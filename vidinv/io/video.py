@@ -215,6 +215,16 @@ def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=-(rotation // 90)))
 
 
+def _check_complete(path, container, stream, n_read: int) -> None:
+    """An MP4/MOV whose index lists more frames than its data holds was cut short (e.g. a copy interrupted
+    with the index at the front): editing it would silently drop the tail, so it is an error."""
+    listed = int(stream.frames or 0)
+    formats = set((container.format.name or "").split(","))
+    if listed > n_read and formats & {"mov", "mp4"}:
+        raise InputError(f"{path}: the file is truncated: its index lists {listed} frames but only {n_read} "
+                         "are in the file")
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Describe a clip's first video stream (size, rotation, exact frame count, timing, audio).
 
@@ -251,6 +261,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise
         except Exception as e:
             raise InputError(f"{path}: the video stream cannot be decoded ({_reason(e)})") from None
+        _check_complete(path, container, v, idx.n)
         tb = Fraction(v.time_base) if v.time_base else Fraction(1, 90000)
         start = int(idx.pts[0]) if idx.pts is not None else 0
         duration = float((idx.end_pts - start) * tb) if idx.pts is not None else 0.0
