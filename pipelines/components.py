@@ -190,11 +190,12 @@ def check_models(spec: dict) -> None:
     import warnings
 
     from vidinv.errors import VidinvError
+    from vidinv.models.checkpoint import lazy_reads
 
     if spec.get("encoder") == "tiny":
         return
-    try:
-        with torch.device("meta"), warnings.catch_warnings():
+    try:  # files are mapped, not read: the check touches keys and shapes (the worker reads them once)
+        with torch.device("meta"), warnings.catch_warnings(), lazy_reads():
             warnings.simplefilter("ignore")
             build_inverter(spec)
     except VidinvError as exc:
