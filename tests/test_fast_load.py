@@ -18,12 +18,19 @@ def _tensors(m: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [*m.named_parameters(), *m.named_buffers()]
 
 
+init_mode: list = []
+
+
 def _built_on(cls, monkeypatch) -> list[str]:
-    """The default device each ``cls(...)`` was constructed under."""
+    """The default device each ``cls(...)`` was constructed under (and its torch function mode in init_mode)."""
+    from torch.overrides import _get_current_function_mode
+
     seen, init = [], cls.__init__
+    init_mode.clear()
 
     def spy(self, *a, **k):
         seen.append(str(torch.empty(0).device))
+        init_mode.append(_get_current_function_mode())
         init(self, *a, **k)
 
     monkeypatch.setattr(cls, "__init__", spy)
@@ -38,7 +45,8 @@ def test_generator_from_file_equals_the_saved_one(tmp_path, monkeypatch, fast):
     torch.save({"g_ema": G0.state_dict(), "latent_avg": torch.zeros(G0.style_dim)}, p)
     seen = _built_on(Generator, monkeypatch)
     G, _ = load_generator(p)
-    assert seen == (["meta"] if fast == "1" else ["cpu"])
+    assert seen == ["cpu"]
+    assert isinstance(init_mode[0], checkpoint._NoInit) == (fast == "1")
     assert not any(t.is_meta for _, t in _tensors(G))
     for (k, a), (_, b) in zip(sorted(G.state_dict().items()), sorted(G0.state_dict().items())):
         assert a.dtype == torch.float32 and torch.equal(a, b), k
@@ -89,7 +97,8 @@ def test_fs_encoder_from_file_equals_the_saved_one(tmp_path, monkeypatch, fast):
     torch.save(E0.state_dict(), p)
     seen = _built_on(FSEncoder, monkeypatch)
     E = load_fs_encoder(p)
-    assert seen == (["meta"] if fast == "1" else ["cpu"])
+    assert seen == ["cpu"]
+    assert isinstance(init_mode[0], checkpoint._NoInit) == (fast == "1")
     assert not E.training and not any(t.is_meta for _, t in _tensors(E))
     x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
@@ -111,10 +120,23 @@ def test_assign_state_dict_refuses_unfilled_tensors():
             self.lin = torch.nn.Linear(2, 2)
             self.register_buffer("extra", torch.ones(2), persistent=False)
 
-    with torch.device("meta"):
+    with checkpoint.no_init():
         m = M()
     with pytest.raises(VidinvError, match="extra"):
         checkpoint.assign_state_dict(m, {"lin.weight": torch.ones(2, 2), "lin.bias": torch.zeros(2)})
+
+
+def test_no_init_skips_random_initialisers_only():
+    with checkpoint.no_init():
+        a = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+        lin = torch.nn.Linear(3, 2)
+        z = torch.zeros(3)
+        s = torch.ones(2).mul_(3)
+    assert a.shape == (4, 4) and lin.weight.shape == (2, 3) and torch.equal(z, torch.zeros(3))
+    assert torch.equal(s, torch.full((2,), 3.0))
+    b = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(b, torch.randn(4, 4, generator=torch.Generator().manual_seed(0)))  # outside: random again
+    assert b.std() > 0.3
 
 
 def test_lazy_reads_map_the_file_in_this_thread_only(tmp_path, monkeypatch):

@@ -26,6 +26,34 @@ def fast_load() -> bool:
     return os.environ.get("VIDINV_FAST_LOAD", "1") != "0"
 
 
+class _NoInit(torch.overrides.TorchFunctionMode):
+    """Random initialisers give uninitialised memory (pages untouched until written), for modules whose every
+    tensor is then replaced by a checkpoint's (:func:`assign_state_dict`). Unlike the ``meta`` device, this
+    pulls in none of torch's symbolic-shape machinery (seconds of imports on first use)."""
+
+    _RANDOM = {torch.randn, torch.rand}
+    _IN_PLACE = {torch.Tensor.normal_, torch.Tensor.uniform_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self._IN_PLACE or getattr(func, "__module__", "") == "torch.nn.init":  # (in place, in-mode)
+            return args[0] if args else kwargs["tensor"]
+        if func in self._RANDOM:
+            kwargs.pop("generator", None)
+            return torch.empty(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def no_init() -> Iterator[None]:
+    """Build modules without random initialisation (see :class:`_NoInit`); ``VIDINV_FAST_LOAD=0``: a no-op."""
+    if not fast_load():
+        yield
+        return
+    with _NoInit():
+        yield
+
+
 @contextmanager
 def lazy_reads() -> Iterator[None]:
     """Within (this thread): :func:`safe_load` maps zip-format checkpoints (``torch.load(mmap=True)``) instead
@@ -90,19 +118,20 @@ def safe_load(path: str | PathLike, allow_pickle: bool = False, map_location: An
 
 
 def assign_state_dict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], copy: bool = True) -> torch.nn.Module:
-    """Fill a model built on the ``meta`` device with a state_dict's tensors (no random init, no second copy).
+    """Fill a model built under :func:`no_init` (or on the ``meta`` device) with a state_dict's tensors (no
+    second copy).
 
     The keys and shapes must already have been checked strictly. Each tensor is cast to the model's dtype on the
     CPU; ``copy`` clones the ones the cast did not copy (False: the model takes them: only for a dict read for
-    this model alone). Anything the state_dict does not fill (a non-persistent buffer) is an error.
+    this model alone). A tensor the state_dict cannot fill (a non-persistent buffer) is an error.
     """
     own = model.state_dict()
+    extra = [n for n, _ in [*model.named_parameters(), *model.named_buffers()] if n not in own]
+    if extra:
+        raise VidinvError(f"{type(model).__name__}: not filled by the checkpoint: {', '.join(extra[:4])}")
     new = {}
     for k, t in own.items():
         v = sd[k].to(device="cpu", dtype=t.dtype)
         new[k] = v.clone() if copy and v is sd[k] else v
     model.load_state_dict(new, strict=True, assign=True)
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
-        raise VidinvError(f"{type(model).__name__}: not filled by the checkpoint: {', '.join(left[:4])}")
     return model

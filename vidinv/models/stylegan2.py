@@ -16,7 +16,6 @@ output of noise layer ``k-1`` and is consumed by noise layer ``k``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -666,14 +665,14 @@ def load_generator(src: str | PathLike | Mapping[str, Any], strict: bool = True,
         strict: missing or unexpected keys raise ``VidinvError`` naming them (shape mismatches always do).
         copy: a dict ``src``'s tensors are copied (False: G takes them, for a dict read for it alone).
 
-    G is built on the ``meta`` device and takes the checkpoint's tensors (no random initialisation, no second
-    copy); a non-strict load with missing keys builds it randomly initialised and copies the matching keys in.
+    G is built without random initialisation and takes the checkpoint's tensors (no second copy; see
+    :func:`~vidinv.models.checkpoint.no_init`); a non-strict load with missing keys builds it randomly initialised and copies the matching keys in.
 
     Returns:
         ``(G, latent_avg)``: G in eval mode on the CPU (float32); ``latent_avg`` as stored
         (rosinality ``[sd]``, pSp ``[L, sd]``; both broadcast against ``[B, L, sd]``) or None.
     """
-    from vidinv.models.checkpoint import assign_state_dict, fast_load, safe_load
+    from vidinv.models.checkpoint import assign_state_dict, fast_load, no_init, safe_load
 
     owned = isinstance(src, (str, PathLike))
     if owned:
@@ -681,7 +680,7 @@ def load_generator(src: str | PathLike | Mapping[str, Any], strict: bool = True,
     sd, latent_avg = split_checkpoint(src)
     cfg = generator_config_from_state_dict(sd)
     fast = fast_load()
-    with torch.device("meta") if fast else contextlib.nullcontext():
+    with no_init():
         G = Generator(**cfg)
     own = G.state_dict()
     missing, unexpected = set(own) - set(sd), set(sd) - set(own)
