@@ -216,7 +216,7 @@ def load_ab(pairs: int, edit_args: tuple) -> None:
             rows[fast].append((wall - res["compute_s"], res["startup_s"], res["check_s"], res["load_s"], wall,
                                os.getloadavg()[0]))
     print(f"model load A/B, {pairs} interleaved pair(s) (fixed cost = wall - model compute; load avg after each):")
-    for fast, name in (("0", "previous (random init, checks read)"), ("1", "current (meta + assign, mapped)")):
+    for fast, name in (("0", "previous (random init, checks read)"), ("1", "current (no init + assign, mapped)")):
         for fixed, start, check, load, wall, la in rows[fast]:
             print(f"  {name:<36} fixed {fixed:5.1f} s | startup {start:4.1f} s | driver checks {check:4.2f} s | "
                   f"model load {load:5.2f} s | wall {wall:5.1f} s | load {la:.1f}")
