@@ -126,17 +126,7 @@ def child(argv: list[str]) -> None:
             load["s"] += time.perf_counter() - t0
 
     components.build_inverter = timed_inverter
-    import pipelines.edit as edit_mod
-
-    check = {"s": 0.0}
-    for mod, name in ((components, "check_models"), (edit_mod, "model_dims")):
-        def timed(*a, _fn=getattr(mod, name), **k):  # the driver's look at the checkpoints
-            t0 = time.perf_counter()
-            try:
-                return _fn(*a, **k)
-            finally:
-                check["s"] += time.perf_counter() - t0
-        setattr(mod, name, timed)
+    check = _time_driver_checks()
 
     def keep(self, *a, **k):
         result["startup_s"] = time.time() - float(os.environ["BENCH_T0"])
@@ -150,6 +140,27 @@ def child(argv: list[str]) -> None:
                       "faces": getattr(res, "faces_edited", 0), "timings": getattr(res, "timings", {}),
                       "compute_s": compute["s"] if getattr(res, "executor", "") == "local" else None,
                       "startup_s": result.get("startup_s"), "load_s": load["s"], "check_s": check["s"]}))
+
+
+def _time_driver_checks() -> dict:
+    """Time the driver's look at the checkpoints (``check_models``, ``model_dims``) into the returned dict."""
+    from pipelines import components
+    from pipelines import edit as edit_mod
+
+    check = {"s": 0.0}
+
+    def timer(fn):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                check["s"] += time.perf_counter() - t0
+        return timed
+
+    for mod, name in ((components, "check_models"), (edit_mod, "model_dims")):
+        setattr(mod, name, timer(getattr(mod, name)))
+    return check
 
 
 def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path, fast_load: str = "1") -> tuple[float, dict]:

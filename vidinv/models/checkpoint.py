@@ -31,8 +31,8 @@ class _NoInit(torch.overrides.TorchFunctionMode):
     tensor is then replaced by a checkpoint's (:func:`assign_state_dict`). Unlike the ``meta`` device, this
     pulls in none of torch's symbolic-shape machinery (seconds of imports on first use)."""
 
-    _RANDOM = {torch.randn, torch.rand}
-    _IN_PLACE = {torch.Tensor.normal_, torch.Tensor.uniform_}
+    _RANDOM = frozenset({torch.randn, torch.rand})
+    _IN_PLACE = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_})
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
