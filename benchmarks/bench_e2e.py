@@ -126,6 +126,7 @@ def child(argv: list[str]) -> None:
             load["s"] += time.perf_counter() - t0
 
     components.build_inverter = timed_inverter
+    check = _time_driver_checks()
 
     def keep(self, *a, **k):
         result["startup_s"] = time.time() - float(os.environ["BENCH_T0"])
@@ -138,11 +139,32 @@ def child(argv: list[str]) -> None:
     print(json.dumps({"rc": rc, "executor": getattr(res, "executor", "?"), "frames": getattr(res, "n_frames", 0),
                       "faces": getattr(res, "faces_edited", 0), "timings": getattr(res, "timings", {}),
                       "compute_s": compute["s"] if getattr(res, "executor", "") == "local" else None,
-                      "startup_s": result.get("startup_s"), "load_s": load["s"]}))
+                      "startup_s": result.get("startup_s"), "load_s": load["s"], "check_s": check["s"]}))
 
 
-def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path) -> tuple[float, dict]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_T0=repr(time.time()))
+def _time_driver_checks() -> dict:
+    """Time the driver's look at the checkpoints (``check_models``, ``model_dims``) into the returned dict."""
+    from pipelines import components
+    from pipelines import edit as edit_mod
+
+    check = {"s": 0.0}
+
+    def timer(fn):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                check["s"] += time.perf_counter() - t0
+        return timed
+
+    for mod, name in ((components, "check_models"), (edit_mod, "model_dims")):
+        setattr(mod, name, timer(getattr(mod, name)))
+    return check
+
+
+def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path, fast_load: str = "1") -> tuple[float, dict]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_T0=repr(time.time()), VIDINV_FAST_LOAD=fast_load)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "_child", str(clip), str(gp), str(ep), str(direction), str(out)],
                           capture_output=True, text=True, env=env)
@@ -162,6 +184,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=25, help="frames of the clip to edit (25: one second)")
     ap.add_argument("--official-repeats", type=int, default=2)
     ap.add_argument("--memory", action="store_true", help="also the 60 s vs 5 s peak RSS check")
+    ap.add_argument("--load-ab", type=int, default=0, metavar="N",
+                    help="also N interleaved pairs of runs with the previous model load (VIDINV_FAST_LOAD=0: "
+                         "random init, checks that read the files) and the current one; 0: one run, current load")
     args = ap.parse_args()
     import numpy as np
 
@@ -178,13 +203,37 @@ def main() -> None:
         dpath = tmp / "dir_boundary.npy"
         v = np.random.default_rng(0).standard_normal((1, 18 * 512)).astype(np.float32)
         np.save(dpath, 15 * v / np.linalg.norm(v))
-        t_off = official(args.official_repeats)
+        t_off = official(args.official_repeats) if args.official_repeats > 0 else float("nan")
         print(f"official per-frame edit compute: {t_off:.2f} s/frame (median of {args.official_repeats}; {what}); "
               f"{load_avg()}")
         import gc
 
         gc.collect()
+        if args.load_ab:
+            load_ab(args.load_ab, (short, gp, ep, dpath, tmp / "out.mp4"))
         wall, res = run_edit(short, gp, ep, dpath, tmp / "out.mp4")
+    report(args, info, wall, res, t_off)
+    if args.memory:
+        subprocess.run([sys.executable, str(HERE / "edit_clip.py"), "memory"], check=True)
+
+
+def load_ab(pairs: int, edit_args: tuple) -> None:
+    """Previous vs current model load, interleaved in this run: fixed cost and its parts for each."""
+    rows = {"0": [], "1": []}
+    *args, out = edit_args
+    for i in range(pairs):
+        for fast in ("0", "1"):
+            wall, res = run_edit(*args, out.with_name(f"ab{i}_{fast}.mp4"), fast_load=fast)
+            rows[fast].append((wall - res["compute_s"], res["startup_s"], res["check_s"], res["load_s"], wall,
+                               os.getloadavg()[0]))
+    print(f"model load A/B, {pairs} interleaved pair(s) (fixed cost = wall - model compute; load avg after each):")
+    for fast, name in (("0", "previous (random init, checks read)"), ("1", "current (no init + assign, mapped)")):
+        for fixed, start, check, load, wall, la in rows[fast]:
+            print(f"  {name:<36} fixed {fixed:5.1f} s | startup {start:4.1f} s | driver checks {check:4.2f} s | "
+                  f"model load {load:5.2f} s | wall {wall:5.1f} s | load {la:.1f}")
+
+
+def report(args, info, wall: float, res: dict, t_off: float) -> None:
     n = res["frames"]
     fps = float(info.fps) if getattr(info, "fps", None) else float("nan")
     print(f"vidinv edit {Path(args.clip).name}, first {n} frames ({n / fps:.2f} s), {res['faces']} faces edited, "
@@ -200,13 +249,12 @@ def main() -> None:
         print(f"model compute {res['compute_s']:.1f} s; fixed cost = wall - model compute = "
               f"{wall - res['compute_s']:.1f} s (target 4: <= 10 s on a 1 s clip), executor {res['executor']}")
         print(f"  of which: process start to the pipeline (interpreter, imports, CLI) {res['startup_s']:.1f} s; "
-              f"model load {res['load_s']:.1f} s (in-process: a background thread during the analysis); "
+              f"driver checks {res['check_s']:.2f} s; model load {res['load_s']:.1f} s (in-process: a background "
+              "thread during the analysis); "
               "the rest is per-frame non-model work (decode x3, detection, align, mask, paste, encode)")
     else:
         print("model compute ran in Ray workers (not timed here): fixed cost not measured")
     print(f"end: {load_avg()}")
-    if args.memory:
-        subprocess.run([sys.executable, str(HERE / "edit_clip.py"), "memory"], check=True)
 
 
 if __name__ == "__main__":

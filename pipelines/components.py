@@ -182,7 +182,8 @@ def build_models(spec: dict) -> Models:
 def check_models(spec: dict) -> None:
     """Validate the spec's checkpoint files in the driver, before any work: each file is read (safe
     loading: a pickled file needs ``--allow-pickle``) and the method's model is built from it on the
-    ``meta`` device, so keys and shapes are checked strictly without allocating the weights.
+    ``meta`` device (fs: without random init, on the mapped file), so keys and shapes are checked strictly
+    without reading or allocating the weights.
 
     Raises:
         VidinvError: one line naming the file and what does not match.
@@ -190,11 +191,15 @@ def check_models(spec: dict) -> None:
     import warnings
 
     from vidinv.errors import VidinvError
+    from vidinv.models.checkpoint import fast_load, lazy_reads, no_init
 
     if spec.get("encoder") == "tiny":
         return
+    # files are mapped, not read: the check touches keys and shapes (the worker reads them once); the fs
+    # loaders build without random init and take the mapped tensors, the others are built on the meta device
+    build_on = no_init() if spec.get("inverter", "fs") == "fs" and fast_load() else torch.device("meta")
     try:
-        with torch.device("meta"), warnings.catch_warnings():
+        with build_on, warnings.catch_warnings(), lazy_reads():
             warnings.simplefilter("ignore")
             build_inverter(spec)
     except VidinvError as exc:

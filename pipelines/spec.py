@@ -23,15 +23,16 @@ _LIGHT: dict[str, Any] = {}
 
 
 def _light_generator(spec: dict):
-    """The generator's dimensions read from its checkpoint's shapes."""
+    """The generator's dimensions read from its checkpoint's shapes (the file is mapped, not read)."""
     key = spec["generator"]
     if key not in _LIGHT:
         from types import SimpleNamespace
 
-        from vidinv.models.checkpoint import safe_load
+        from vidinv.models.checkpoint import lazy_reads, safe_load
         from vidinv.models.stylegan2 import generator_config_from_state_dict, split_checkpoint
 
-        sd, _ = split_checkpoint(safe_load(key, allow_pickle=spec.get("allow_pickle", False)))
+        with lazy_reads():  # mapped, not read: only the shapes are looked at
+            sd, _ = split_checkpoint(safe_load(key, allow_pickle=spec.get("allow_pickle", False)))
         c = generator_config_from_state_dict(sd)
         log_size = int(np.log2(c["size"]))
         _LIGHT[key] = SimpleNamespace(size=c["size"], style_dim=c["style_dim"], n_latent=log_size * 2 - 2)

@@ -72,10 +72,12 @@ def load_fs_adapter(encoder: str | PathLike | Mapping[str, Any], generator: Any 
     if isinstance(generator, Generator):
         G, latent_avg = generator, None
     else:
-        src = generator if isinstance(generator, Mapping) else safe_load(generator, allow_pickle=allow_pickle)
-        G, latent_avg = load_generator(src)
-    enc_src = encoder if isinstance(encoder, Mapping) else safe_load(encoder, allow_pickle=allow_pickle)
-    enc = load_fs_encoder(enc_src)
+        given = isinstance(generator, Mapping)  # a caller's dict is copied; a file read here is taken as is
+        src = generator if given else safe_load(generator, allow_pickle=allow_pickle)
+        G, latent_avg = load_generator(src, copy=given)
+    given = isinstance(encoder, Mapping)
+    enc_src = encoder if given else safe_load(encoder, allow_pickle=allow_pickle)
+    enc = load_fs_encoder(enc_src, copy=given)
     if latent_avg is None:
         with torch.no_grad():
             latent_avg = G.mean_latent(4096)[0]

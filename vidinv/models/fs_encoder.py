@@ -256,14 +256,20 @@ class FSInverter(nn.Module):
         return w_raw + self.latent_avg, content
 
 
-def load_fs_encoder(src: str | Path | Mapping[str, Any], stride: int = 2) -> FSEncoder:
+def load_fs_encoder(src: str | Path | Mapping[str, Any], stride: int = 2, copy: bool = True) -> FSEncoder:
     """Build an :class:`FSEncoder` from a ``143_enc.pth``-layout state_dict, strict, eval mode.
 
     ``n_styles`` is the number of ``styles.*`` layers, ``style_dim`` their output size, the
     stage widths come from ``block_k.0.conv1.weight``, the block counts from the indices and the
     content channels from ``content_layer.1.weight``. The content conv stride is not in the
-    weights: 2 is the released configuration (``fs_stride: 2``).
+    weights: 2 is the released configuration (``fs_stride: 2``). The model is built without random
+    initialisation and takes the checkpoint's tensors; ``copy`` (for a dict ``src``) copies them first
+    (False: the model takes the dict's tensors, for a dict read for it alone).
     """
+    from types import SimpleNamespace
+
+    from vidinv.models.checkpoint import assign_state_dict, fast_load, no_init
+
     what = "Feature-Style encoder checkpoint"
     sd = read_state_dict(src, what)
     try:
@@ -274,5 +280,10 @@ def load_fs_encoder(src: str | Path | Mapping[str, Any], stride: int = 2) -> FSE
         raise VidinvError(f"{what} does not match the official layout: missing key {e.args[0]}") from None
     layers = tuple(count_blocks(sd, f"block_{k}") for k in range(1, 5))
     n_styles = count_blocks(sd, "styles")
-    model = FSEncoder(n_styles, style_dim, widths, content, stride=stride, layers=layers)
-    return load_strict(model, sd, what).eval()
+    with no_init():
+        model = FSEncoder(n_styles, style_dim, widths, content, stride=stride, layers=layers)
+    if not fast_load():
+        return load_strict(model, sd, what).eval()
+    own = model.state_dict()  # the strict check of load_strict, without its copy (the tensors are assigned)
+    load_strict(SimpleNamespace(state_dict=lambda: own, load_state_dict=lambda *a, **k: None), sd, what)
+    return assign_state_dict(model, sd, copy=copy and not isinstance(src, (str, Path))).eval()

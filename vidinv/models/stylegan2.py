@@ -655,25 +655,33 @@ def _short(keys: Sequence[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def load_generator(src: str | PathLike | Mapping[str, Any], strict: bool = True) -> tuple[Generator, Tensor | None]:
+def load_generator(src: str | PathLike | Mapping[str, Any], strict: bool = True,
+                   copy: bool = True) -> tuple[Generator, Tensor | None]:
     """Build a Generator sized from a checkpoint's shapes and load it.
 
     Args:
         src: a path (loaded with ``safe_load``) or a loaded dict: rosinality ``{'g_ema', 'latent_avg'}``,
             pSp ``{'state_dict': {'decoder.*', ...}, 'latent_avg'}`` or a plain generator state_dict.
         strict: missing or unexpected keys raise ``VidinvError`` naming them (shape mismatches always do).
+        copy: a dict ``src``'s tensors are copied (False: G takes them, for a dict read for it alone).
+
+    G is built without random initialisation and takes the checkpoint's tensors (no second copy; see
+    :func:`~vidinv.models.checkpoint.no_init`); a non-strict load with missing keys builds it randomly initialised and copies the matching keys in.
 
     Returns:
         ``(G, latent_avg)``: G in eval mode on the CPU (float32); ``latent_avg`` as stored
         (rosinality ``[sd]``, pSp ``[L, sd]``; both broadcast against ``[B, L, sd]``) or None.
     """
-    if isinstance(src, (str, PathLike)):
-        from vidinv.models.checkpoint import safe_load
+    from vidinv.models.checkpoint import assign_state_dict, fast_load, no_init, safe_load
 
+    owned = isinstance(src, (str, PathLike))
+    if owned:
         src = safe_load(src)
     sd, latent_avg = split_checkpoint(src)
     cfg = generator_config_from_state_dict(sd)
-    G = Generator(**cfg)
+    fast = fast_load()
+    with no_init():
+        G = Generator(**cfg)
     own = G.state_dict()
     missing, unexpected = set(own) - set(sd), set(sd) - set(own)
     if strict and (missing or unexpected):
@@ -687,7 +695,11 @@ def load_generator(src: str | PathLike | Mapping[str, Any], strict: bool = True)
     bad = [f"{k} {list(sd[k].shape)} != {list(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
     if bad:
         raise VidinvError(f"generator checkpoint has wrong shapes: {_short(bad, 4)}")
-    G.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    if fast and not missing:
+        assign_state_dict(G, sd, copy=copy and not owned)
+    else:
+        G = Generator(**cfg) if fast else G
+        G.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     if latent_avg is not None:
         latent_avg = latent_avg.detach().float().cpu()
         if latent_avg.shape[-1] != G.style_dim or latent_avg.ndim > 2 or (
