@@ -192,7 +192,7 @@ class EditPipeline:
     def _finish(self, res: EditResult, src: Path, facts: dict, edits: list, codes, preview,
                 report) -> EditResult:
         """The run report into ``res.report`` (and to ``report`` as JSON when given)."""
-        res.report = build_report(src, res, facts, self.cfg, res.executor or getattr(self.executor, "name", "custom"),
+        res.report = build_report(src, res, facts, self.cfg, res.executor,
                                   edits, codes=str(codes) if codes else None,
                                   preview=str(preview) if preview else None)
         if report:
