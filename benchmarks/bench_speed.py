@@ -276,7 +276,14 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtypes", nargs="+", default=None, help="default: fp32 on CPU, fp32 fp16 bf16 on CUDA")
     ap.add_argument("--skip", nargs="*", default=[], choices=["official", "stages"], help="sections to skip")
+    ap.add_argument("--allocator", choices=["tuned", "default"], default="tuned",
+                    help="tuned: vidinv.allocator.tune_allocator() first, as the vidinv command does; it is "
+                         "process-wide, so the official code runs with it too (default: glibc as it comes)")
     args = ap.parse_args()
+    if args.allocator == "tuned":
+        from vidinv.allocator import tune_allocator
+
+        tune_allocator()
     from vidinv.device import pick_device
 
     device = pick_device(args.device)
@@ -288,7 +295,7 @@ def main() -> None:
             sys.exit("set VIDINV_OFFICIAL_FS=<FeatureStyleEncoder checkout>, or --official, or --no-official")
         official = load_official(Path(args.official))
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, size {args.size}, "
-          f"{os.cpu_count()} CPUs, {_load()}")
+          f"{os.cpu_count()} CPUs, allocator {args.allocator} (both sides), {_load()}")
     oG, oenc, extra, G, inv = build_models(official, args.size)
     oG, oenc = (oG.to(device), oenc.to(device)) if oG is not None else (None, None)
     G, inv = G.to(device), inv.to(device)

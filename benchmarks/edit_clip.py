@@ -91,8 +91,10 @@ def speed(args) -> None:
     import torch
 
     from pipelines.edit import EditPipeline
-    from pipelines.executors import LocalExecutor
+    from vidinv.allocator import allocator_state, tune_allocator
     from vidinv.config import load_config
+
+    tune_allocator()  # as the command line does
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -134,8 +136,10 @@ def _memory_child(seconds: float) -> None:
     from make_demo_clip import write_clip
 
     from pipelines.edit import EditPipeline
-    from pipelines.executors import LocalExecutor
+    from vidinv.allocator import allocator_state, tune_allocator
     from vidinv.config import load_config
+
+    tune_allocator()  # as the command line does
 
     with tempfile.TemporaryDirectory() as td:
         src = Path(td) / "long.mp4"
@@ -143,11 +147,12 @@ def _memory_child(seconds: float) -> None:
         base = peak_rss_mb()
         cfg = load_config(overrides={"models": {"generator": "tiny", "encoder": "tiny"},
                                      "faces": {"detector": "dlib", "detect_max_side": 256},
-                                     "execution": {"executor": "local", "chunk_size": 16}})
+                                     "execution": {"chunk_size": 16}})  # the default executor
         t0 = time.perf_counter()
-        res = EditPipeline(cfg, executor=LocalExecutor(), quiet=True)(src, Path(td) / "out.mp4", [])
+        res = EditPipeline(cfg, quiet=True)(src, Path(td) / "out.mp4", [])
         print(json.dumps({"seconds": seconds, "frames": res.n_frames, "wall_s": time.perf_counter() - t0,
-                          "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base}))
+                          "peak_rss_mb": peak_rss_mb(), "rss_before_mb": base, "executor": res.executor,
+                          "allocator": allocator_state()}))
 
 
 def memory(args) -> None:
@@ -158,7 +163,9 @@ def memory(args) -> None:
             print(out.stderr[-2000:])
             raise SystemExit(1)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"{s:>5.0f} s clip: {rows[-1]['frames']} frames, peak RSS {rows[-1]['peak_rss_mb']:.0f} MB, {rows[-1]['wall_s']:.1f} s")
+        r = rows[-1]
+        print(f"{s:>5.0f} s clip: {r['frames']} frames, peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.1f} s "
+              f"(executor {r['executor']}, allocator {r['allocator']})")
     print(f"peak RSS ratio 60 s / 5 s: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.3f} (target <= 1.1)")
 
 

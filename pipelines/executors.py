@@ -146,6 +146,9 @@ class _StageHost:
     """
 
     def __init__(self) -> None:
+        from vidinv.allocator import tune_allocator
+
+        tune_allocator()  # this worker process renders too: same allocator policy as the command line
         self.stages: dict[tuple, Any] = {}
         self.built = 0
 
@@ -166,6 +169,14 @@ class _StageHost:
 
     def node(self) -> str:
         return _ray().get_runtime_context().get_node_id()
+
+
+def _tuned_call(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` in a Ray worker, with the allocator policy of the command line set first."""
+    from vidinv.allocator import tune_allocator
+
+    tune_allocator()
+    return fn(*args)
 
 
 class RayExecutor:
@@ -256,12 +267,12 @@ class RayExecutor:
         ``num_workers`` running at once, each retried by Ray if its worker dies; a task that fails yields
         its (original) exception."""
         ray = _ray()
-        remote = ray.remote(fn).options(num_cpus=self.cpus_per_worker,
+        remote = ray.remote(_tuned_call).options(num_cpus=self.cpus_per_worker,
                                         num_gpus=self.gpus_per_worker if gpu else 0, max_retries=2)
         todo = iter(enumerate(args_list))
         pending: dict[Any, int] = {}
         for i, args in itertools.islice(todo, self._num_workers):
-            pending[remote.remote(*args)] = i
+            pending[remote.remote(fn, *args)] = i
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(ref)
@@ -271,7 +282,7 @@ class RayExecutor:
                 result = exc
             yield i, result
             for j, args in itertools.islice(todo, 1):
-                pending[remote.remote(*args)] = j
+                pending[remote.remote(fn, *args)] = j
 
     def shutdown(self) -> None:
         """End the run's workers (and free their models, CPUs and GPUs)."""

@@ -28,7 +28,9 @@ class SquareStage:
                 node = ray.get_runtime_context().get_node_id()
         except Exception:
             node = None
-        return {"x": item, "y": item * item, "pid": os.getpid(), "node": node}
+        from vidinv.allocator import allocator_state
+
+        return {"x": item, "y": item * item, "pid": os.getpid(), "node": node, "allocator": allocator_state()}
 
 
 class BusyStage:

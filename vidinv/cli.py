@@ -104,8 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from vidinv.allocator import tune_allocator
     from vidinv.errors import VidinvError
 
+    tune_allocator()  # large tensor buffers reused, not faulted in again for every layer (vidinv/allocator.py)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
