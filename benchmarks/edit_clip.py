@@ -91,7 +91,8 @@ def speed(args) -> None:
     import torch
 
     from pipelines.edit import EditPipeline
-    from vidinv.allocator import allocator_state, tune_allocator
+    from pipelines.executors import LocalExecutor
+    from vidinv.allocator import tune_allocator
     from vidinv.config import load_config
 
     tune_allocator()  # as the command line does
