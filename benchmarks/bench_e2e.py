@@ -90,7 +90,7 @@ def child(argv: list[str]) -> None:
     clip, gp, ep, direction, out = argv
     import pipelines.components as components
     from pipelines.edit import EditPipeline
-    from vidinv.cli import main
+    from vidinv.cli import main, quick_exit
 
     compute = {"s": 0.0}
     build = components.build_models
@@ -140,6 +140,7 @@ def child(argv: list[str]) -> None:
                       "faces": getattr(res, "faces_edited", 0), "timings": getattr(res, "timings", {}),
                       "compute_s": compute["s"] if getattr(res, "executor", "") == "local" else None,
                       "startup_s": result.get("startup_s"), "load_s": load["s"], "check_s": check["s"]}))
+    quick_exit(rc)  # the exit of the vidinv command
 
 
 def _time_driver_checks() -> dict:

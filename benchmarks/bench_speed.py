@@ -15,21 +15,29 @@ Timed:
   3. ours per stage (encoder, G^K pair, final render) in frames/s for each ``--dtypes`` (fp16 and
      bf16 only on CUDA), and the max abs error of the edit chain against fp32 on the same device.
 
+Allocator: vidinv's command sets :func:`vidinv.allocator.tune_allocator` (large buffers kept for reuse); it is
+process-wide, so in this one process ``--allocator tuned`` (default) gives it to the official code too and
+``--allocator default`` to neither. ``--processes`` adds the comparison as shipped: each side in its own process
+(ours tuned, the official with glibc's default), same seeded weights and inputs, interleaved request by request.
+
 The official code is read from a checkout named by ``VIDINV_OFFICIAL_FS`` (or ``--official``); it is
 never copied here. Its StyleGAN2 imports CUDA ops from ``models.stylegan2.op``: a pure-PyTorch
 stand-in with rosinality's CPU semantics is put into ``sys.modules`` first (see
 ../shared/golden/README.md, "What had to change"). Without a checkout, ``--no-official`` times ours only.
 
     VIDINV_OFFICIAL_FS=/work/official/FeatureStyleEncoder \\
-        .venv/bin/python benchmarks/bench_speed.py [--repeats 3] [--threads 2] [--batch 8] [--dtypes fp32]
+        .venv/bin/python benchmarks/bench_speed.py [--repeats 3] [--threads 2] [--batch 8] [--dtypes fp32] \\
+        [--allocator tuned|default] [--processes] [--skip official stages]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -264,6 +272,86 @@ def bench_stages(G, inv, args, device) -> None:
         print(f"{name}: frames/s: {stages}; edit max abs err vs fp32 {err}; finite {fin}")
 
 
+def _inputs(G, inv, device):
+    """The synthesis/edit inputs of ``bench_vs_official`` (seeded: the same in every process)."""
+    gen = torch.Generator().manual_seed(1)
+    noise = [n.to(device) for n in G.make_noise(1, generator=gen)]
+    w = torch.randn(1, G.n_latent, G.style_dim, generator=gen).to(device) * 0.5 + inv.latent_avg
+    torch.randn(8, G.n_latent, G.style_dim, generator=gen)  # (the batch codes of bench_vs_official)
+    img = (torch.rand(1, 3, G.size, G.size, generator=gen) * 2 - 1).to(device)
+    d = torch.randn(1, G.n_latent, G.style_dim, generator=gen).to(device) * 0.3
+    return noise, w, img, d
+
+
+def serve(side: str, args) -> None:
+    """Child of ``--processes``: one side's synthesis and edit frame, timed on request (a line on stdin)."""
+    if side == "ours":
+        from vidinv.allocator import tune_allocator
+
+        tune_allocator()  # as the vidinv command does; the official side keeps glibc as it comes
+    torch.set_num_threads(args.threads)
+    oG, oenc, extra, G, inv = build_models(load_official(Path(args.official)), args.size)
+    noise, w, img, d = _inputs(G, inv, torch.device("cpu"))
+    if side == "ours":
+        fns = {"synthesis": lambda: G.synthesis(w, noise), "edit": lambda: ours_edit(G, inv, img, d, noise)}
+    else:
+        fns = {"synthesis": lambda: oG([w], noise=noise, input_is_latent=True),
+               "edit": lambda: official_edit(oG, oenc, extra, img, d, noise)}
+    with torch.no_grad():
+        out = {k: fn() for k, fn in fns.items()}  # warm-up; the outputs go to the parent for the parity check
+        torch.save({k: v[0] if isinstance(v, tuple) else v for k, v in out.items()}, args.dump)
+        print(json.dumps({"ready": side}), flush=True)
+        for line in sys.stdin:
+            if line.strip() not in fns:
+                break
+            t0 = time.perf_counter()
+            fns[line.strip()]()
+            print(json.dumps({"s": time.perf_counter() - t0}), flush=True)
+
+
+def _reply(proc) -> dict:
+    for line in proc.stdout:  # the official code may print its own lines: take the next JSON object
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"benchmark child exited ({proc.wait()})")
+
+
+def bench_processes(args) -> None:
+    """Each side in its own process as its users run it (vidinv with its allocator policy, the official code
+    with glibc's default), same weights and inputs, interleaved: official, ours, official, ..."""
+    cmd = [sys.executable, __file__, "_serve", "--official", args.official, "--size", str(args.size),
+           "--threads", str(args.threads)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_speed_"))
+    procs = {s: subprocess.Popen(cmd + ["--side", s, "--dump", str(tmp / f"{s}.pt")], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for s in ("official", "ours")}
+    try:
+        for p in procs.values():
+            _reply(p)
+        o, u = torch.load(tmp / "official.pt"), torch.load(tmp / "ours.pt")
+        print(f"\n== each side in its own process as shipped (ours: allocator tuned; official: glibc default), "
+              f"{args.repeats} interleaved repeats (median), batch 1, fp32, {_load()}")
+        err = {k: (o[k] - u[k]).abs().max().item() for k in ("synthesis", "edit")}
+        print(f"parity across the processes (same seeded weights and inputs): synthesis max abs diff "
+              f"{err['synthesis']:.2e}, edit frame {err['edit']:.2e}")
+        for what in ("synthesis", "edit"):
+            t: dict[str, list[float]] = {"official": [], "ours": []}
+            for _ in range(args.repeats):
+                for s, p in procs.items():
+                    p.stdin.write(what + "\n")
+                    p.stdin.flush()
+                    t[s].append(_reply(p)["s"])
+            off, ours = statistics.median(t["official"]), statistics.median(t["ours"])
+            print(f"{what} b1: official {off:.3f} s, ours {ours:.3f} s, ratio {off / ours:.2f}x")
+    finally:
+        for p in procs.values():
+            p.stdin.close()
+            p.wait()
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+    print(_load())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", default=os.environ.get("VIDINV_OFFICIAL_FS"), help="official checkout")
@@ -279,7 +367,16 @@ def main() -> None:
     ap.add_argument("--allocator", choices=["tuned", "default"], default="tuned",
                     help="tuned: vidinv.allocator.tune_allocator() first, as the vidinv command does; it is "
                          "process-wide, so the official code runs with it too (default: glibc as it comes)")
+    ap.add_argument("--processes", action="store_true",
+                    help="also each side in its own process as its users run it (see bench_processes)")
+    if sys.argv[1:2] == ["_serve"]:
+        ap.add_argument("--side", choices=["official", "ours"])
+        ap.add_argument("--dump", help="where the warm-up outputs go (for the parent's parity check)")
+        args = ap.parse_args(sys.argv[2:])
+        return serve(args.side, args)
     args = ap.parse_args()
+    if args.processes and not args.no_official:
+        bench_processes(args)  # before this process builds its own models
     if args.allocator == "tuned":
         from vidinv.allocator import tune_allocator
 

@@ -184,3 +184,19 @@ def test_edit_cli_unknown_detector_before_work(clip, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "unknown face detector 'nope'" in err[-1]
     assert not out.exists() and not list(tmp_path.glob(".o.mp4*"))  # no cache, no part file
+
+
+@pytest.mark.parametrize("argv, rc", [(["--version"], 0), (["edit", "/nonexistent/clip.mp4", "--attr", "smile"], 2)])
+def test_command_exit_runs_exit_handlers_and_keeps_the_code(tmp_path, argv, rc):
+    """``vidinv`` (``cli.entry``) skips the interpreter teardown, never the exit handlers, output or exit code."""
+    import subprocess
+
+    code = ("import atexit, sys; from vidinv import cli; "
+            "atexit.register(lambda: print('exit handler ran', flush=True)); "
+            f"sys.argv = ['vidinv'] + {argv!r}; print('buffered', end=''); cli.entry()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == rc, out.stderr
+    assert out.stdout.startswith("buffered") and "exit handler ran" in out.stdout
+    assert (out.stderr.strip().startswith("vidinv: error:") and len(out.stderr.strip().splitlines()) == 1) if rc \
+        else "vidinv" in out.stdout

@@ -209,3 +209,22 @@ def _native(path):
     av = pytest.importorskip("av")
     with av.open(str(path)) as c:
         return np.stack([fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)])
+
+
+def test_assign_matches_scipy():
+    """The exhaustive assignment for a few faces gives scipy's optimum; larger matrices go to scipy."""
+    from scipy.optimize import linear_sum_assignment
+
+    from vidinv.faces.track import assign
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 7):
+        for m in range(1, 7):
+            for _ in range(5):
+                cost = rng.random((n, m)) * 2
+                cost[rng.random((n, m)) < 0.3] = 1e6  # gated pairs, as build_tracks writes them
+                r, c = assign(cost)
+                sr, sc = linear_sum_assignment(cost)
+                assert r.tolist() == sr.tolist() and c.tolist() == sc.tolist(), (n, m, cost)
+    r, c = assign(np.zeros((0, 3)))
+    assert r.size == 0 and c.size == 0

@@ -1,5 +1,3 @@
-import sys
+from vidinv.cli import entry
 
-from vidinv.cli import main
-
-sys.exit(main())
+entry()

@@ -1,6 +1,7 @@
 """Face tracks over a clip, and shot-cut detection.
 
-Detections are linked frame to frame with the Hungarian algorithm (scipy) on a cost built from the IoU and the
+Detections are linked frame to frame by a minimum-cost assignment (exhaustive for a few faces, scipy's Hungarian
+algorithm beyond) on a cost built from the IoU and the
 centre distance between each track's constant-velocity prediction and the new boxes. A track may miss up to
 ``max_gap`` frames (bridged later by linear interpolation of its landmarks); it never continues across a shot cut.
 
@@ -10,6 +11,7 @@ Cuts are frame indices ``t`` where a new shot starts (the change happens between
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -99,6 +101,31 @@ def _predict(track: Track, t: int) -> np.ndarray:
     return box
 
 
+def assign(cost: np.ndarray, exhaustive_max: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost assignment of a rectangular cost matrix: ``(rows, cols)``, rows ascending, as
+    ``scipy.optimize.linear_sum_assignment``.
+
+    A frame rarely holds more than a few faces: up to ``exhaustive_max`` rows and columns every assignment
+    is tried (at most 120), which spares each run the import of ``scipy.optimize`` (~0.5 s); larger
+    matrices go to scipy.
+    """
+    n, m = cost.shape
+    if min(n, m) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if max(n, m) > exhaustive_max:
+        from scipy.optimize import linear_sum_assignment
+
+        return linear_sum_assignment(cost)
+    c = cost if n <= m else cost.T  # k = min(n, m) rows, each given a distinct column
+    k = c.shape[0]
+    best = min(itertools.permutations(range(c.shape[1]), k), key=lambda p: c[np.arange(k), p].sum())
+    rows, cols = np.arange(k), np.asarray(best, dtype=np.int64)
+    if n > m:
+        order = np.argsort(cols)
+        rows, cols = cols[order], rows[order]
+    return rows, cols
+
+
 def build_tracks(dets: Sequence[Sequence[Face]], iou_thresh: float = 0.3, max_gap: int = DEFAULT_MAX_GAP,
                  cuts: Sequence[int] | None = None, center_thresh: float = 0.5) -> list[Track]:
     """Link per-frame detections into tracks.
@@ -118,8 +145,6 @@ def build_tracks(dets: Sequence[Sequence[Face]], iou_thresh: float = 0.3, max_ga
     Returns:
         Tracks sorted by id (ids in order of first appearance).
     """
-    from scipy.optimize import linear_sum_assignment
-
     if not 0.0 <= iou_thresh <= 1.0:
         raise VidinvError(f"build_tracks: iou_thresh must be in [0, 1], got {iou_thresh}")
     if max_gap < 0:
@@ -142,7 +167,7 @@ def build_tracks(dets: Sequence[Sequence[Face]], iou_thresh: float = 0.3, max_ga
             dist = np.linalg.norm(cp[:, None] - cb[None], axis=-1) / size[:, None]
             ok = (iou >= iou_thresh) | (dist <= center_thresh)
             cost = np.where(ok, (1.0 - iou) + dist, 1e6)
-            rows, cols = linear_sum_assignment(cost)
+            rows, cols = assign(cost)
             for r, c in zip(rows, cols):
                 if ok[r, c]:
                     active[r].frames.append(t)
