@@ -16,6 +16,9 @@ per-frame edit compute measured in the same run (issue 11, targets 3, 4 and 5).
    renders) are timed, so that fixed cost = wall - model compute. Per-frame wall = wall / frames (fixed cost
    included: decode, detection, alignment, blend and encode all counted).
 4. ``--memory``: peak RSS of a 60 s vs a 5 s clip (``benchmarks/edit_clip.py memory``, target <= 1.1).
+5. ``--load-ab N`` / ``--process-ab N``: N interleaved pairs of runs, the previous model load vs the current one,
+   or glibc's allocator and the ordinary interpreter exit vs vidinv's process settings (``vidinv/allocator.py``,
+   ``cli.quick_exit``).
 
 Full-size runs cost seconds per frame on a CPU: few frames (``--frames 25`` is one second of a 25 fps clip).
 
@@ -164,8 +167,10 @@ def _time_driver_checks() -> dict:
     return check
 
 
-def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path, fast_load: str = "1") -> tuple[float, dict]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_T0=repr(time.time()), VIDINV_FAST_LOAD=fast_load)
+def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path, fast_load: str = "1",
+             env_extra: dict | None = None) -> tuple[float, dict]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_T0=repr(time.time()), VIDINV_FAST_LOAD=fast_load,
+               **(env_extra or {}))
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "_child", str(clip), str(gp), str(ep), str(direction), str(out)],
                           capture_output=True, text=True, env=env)
@@ -188,6 +193,9 @@ def main() -> None:
     ap.add_argument("--load-ab", type=int, default=0, metavar="N",
                     help="also N interleaved pairs of runs with the previous model load (VIDINV_FAST_LOAD=0: "
                          "random init, checks that read the files) and the current one; 0: one run, current load")
+    ap.add_argument("--process-ab", type=int, default=0, metavar="N",
+                    help="also N interleaved pairs: glibc's default allocator and the ordinary exit "
+                         "(VIDINV_MALLOC=default VIDINV_SLOW_EXIT=1) vs vidinv's process settings")
     args = ap.parse_args()
     import numpy as np
 
@@ -212,10 +220,29 @@ def main() -> None:
         gc.collect()
         if args.load_ab:
             load_ab(args.load_ab, (short, gp, ep, dpath, tmp / "out.mp4"))
+        if args.process_ab:
+            process_ab(args.process_ab, (short, gp, ep, dpath, tmp / "out.mp4"))
         wall, res = run_edit(short, gp, ep, dpath, tmp / "out.mp4")
     report(args, info, wall, res, t_off)
     if args.memory:
         subprocess.run([sys.executable, str(HERE / "edit_clip.py"), "memory"], check=True)
+
+
+def process_ab(pairs: int, edit_args: tuple) -> None:
+    """glibc's default allocator and the ordinary interpreter exit vs vidinv's process settings, interleaved."""
+    plain = {"VIDINV_MALLOC": "default", "VIDINV_SLOW_EXIT": "1"}
+    rows: dict[str, list] = {"plain": [], "vidinv": []}
+    *args, out = edit_args
+    for i in range(pairs):
+        for name, extra in (("plain", plain), ("vidinv", {})):
+            wall, res = run_edit(*args, out.with_name(f"pab{i}_{name}.mp4"), env_extra=extra)
+            rows[name].append((wall, wall - res["compute_s"], res["compute_s"], os.getloadavg()[0]))
+    print(f"process settings A/B, {pairs} interleaved pair(s) (load avg after each):")
+    labels = {"plain": "glibc allocator + ordinary exit", "vidinv": "vidinv allocator policy + quick exit"}
+    for name, label in labels.items():
+        for wall, fixed, compute, la in rows[name]:
+            print(f"  {label:<38} wall {wall:5.1f} s | model compute {compute:5.1f} s | fixed {fixed:4.1f} s | "
+                  f"load {la:.1f}")
 
 
 def load_ab(pairs: int, edit_args: tuple) -> None:
