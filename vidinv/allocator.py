@@ -2,8 +2,9 @@
 
 glibc's ``malloc`` serves every request above 32 MB (a 1024x1024 activation of 32 channels is 134 MB) with a
 fresh ``mmap`` and gives it back with ``munmap`` on free, so each generator layer of each frame faults its
-pages in again: on a 2-core CPU about 230,000 page faults and 0.45 s of kernel time per 1024 render, 14 % of
-the wall time of ``vidinv edit`` on a one-second clip (``benchmarks/bench_speed.py --allocator``, README).
+pages in again: on a 2-core CPU about 230,000 page faults and 0.45-0.57 s of kernel time per 1024 render
+(``vidinv edit`` on a one-second clip, with the quick exit of ``cli.quick_exit``: 54-57 s -> 45-46 s,
+``benchmarks/bench_e2e.py --process-ab``; the generator alone: ``benchmarks/bench_speed.py --allocator``).
 :func:`tune_allocator` asks glibc to serve those from its heap and to keep up to ``trim_mb`` of freed memory
 for reuse. Peak RSS grows a little (the freed buffers stay mapped), it does not grow with the clip length
 (``benchmarks/edit_clip.py memory``).
@@ -44,7 +45,8 @@ def tune_allocator(trim_mb: int = 1024) -> bool:
             mallopt = None
         if mallopt is not None:
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, min(int(trim_mb) << 20, 2**31 - 1)))
+            trim = min(int(trim_mb) << 20, 2**31 - 1)  # mallopt takes an int
+            applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, trim))
     log.debug("allocator: %s", "large buffers kept in the heap" if applied else "default")
     _state["applied"] = applied
     return applied
