@@ -119,11 +119,13 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from vidinv.allocator import allocator_state, tune_allocator
     from vidinv.config import load_config
 
+    tune_allocator()  # as the vidinv command does
     cfg = load_config(overrides={"faces": {"detector": "dlib"}})
     print(f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, detector dlib "
-          f"(max_side {cfg.faces.detect_max_side}), blend {cfg.blend.method}; "
+          f"(max_side {cfg.faces.detect_max_side}), blend {cfg.blend.method}, allocator {allocator_state()}; "
           "load average %.2f %.2f %.2f" % os.getloadavg())
     rows = {}
     with tempfile.TemporaryDirectory() as td:
