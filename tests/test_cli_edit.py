@@ -200,3 +200,17 @@ def test_command_exit_runs_exit_handlers_and_keeps_the_code(tmp_path, argv, rc):
     assert out.stdout.startswith("buffered") and "exit handler ran" in out.stdout
     assert (out.stderr.strip().startswith("vidinv: error:") and len(out.stderr.strip().splitlines()) == 1) if rc \
         else "vidinv" in out.stdout
+
+
+def test_closed_output_pipe_exits_quietly():
+    """``vidinv weights list | head -0``: the reader is gone before we write; exit 141 (as SIGPIPE), no message."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "vidinv", "weights", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # before the child has started writing
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""

@@ -115,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         close_bars()
         print("vidinv: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`vidinv weights list | head -1`): as SIGPIPE
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush into the pipe
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
     except Exception as raised:  # one line unless --debug
         if debug:
             raise
@@ -143,8 +149,11 @@ def quick_exit(rc: int) -> None:
     if run_exitfuncs is None or os.environ.get("VIDINV_SLOW_EXIT"):
         sys.exit(rc)
     run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`vidinv weights list | head -1`) or a closed stream
+            pass
     os._exit(rc)
 
 
