@@ -245,7 +245,7 @@ class ReconstructStage(RenderStage):
 
         jobs = item["jobs"]
         if not jobs:
-            return {"frames": [], "source": None, "inversion": None, "edit": None}
+            return {"frames": [], "targets": [], "source": None, "inversion": None, "edit": None}
         m = self.m
         chunk = _read(item)
         frames = _to_tensor(chunk.frames[[j["frame"] - item["start"] for j in jobs]], m.device, m.dtype)
@@ -256,7 +256,8 @@ class ReconstructStage(RenderStage):
         edit = None
         if jobs[0].get("w_edit") is not None:
             edit = self._u8(self.faces(chunk.frames, item["start"], jobs, [j["w_edit"] for j in jobs]))
-        out = {"frames": [j["frame"] for j in jobs], "source": source, "inversion": inversion, "edit": edit}
+        out = {"frames": [j["frame"] for j in jobs], "targets": [int(j.get("target", 0)) for j in jobs],
+               "source": source, "inversion": inversion, "edit": edit}
         if regions is not None:  # the stitching regions (evaluation of stitching), as bool [N, s, s]
             out["content"], out["border"] = (self._u8(r.expand(-1, 3, -1, -1) * 2 - 1)[..., 0] > 127
                                              for r in regions)

@@ -96,8 +96,8 @@ def test_video_chat_clip_both_faces_every_frame(videos_dir, tmp_path):
     src = write_clip(tmp_path / "chat.mp4", frames)
     cfg = tiny_cfg(faces={"face": "all", "detect_max_side": 480})
     assert cfg.faces.min_face == 128  # the default does it
-    out = tmp_path / "out.mp4"
-    res = run_edit(cfg, src, out, [(str(tiny_direction(tmp_path)), 2.0)])
+    out, preview = tmp_path / "out.mp4", tmp_path / "preview.mp4"
+    res = run_edit(cfg, src, out, [(str(tiny_direction(tmp_path)), 2.0)], preview=preview)
     assert len(res.targets) == 2 and res.faces_edited == 20
     assert res.report["faces_per_frame"] == [2] * 10
     b = decode(out)[0].astype(int)
@@ -105,6 +105,13 @@ def test_video_chat_clip_both_faces_every_frame(videos_dir, tmp_path):
     diff = np.abs(a - b).mean(-1)
     assert diff[:, 250:450, 200:440].mean() > 2 and diff[:, 250:450, 840:1080].mean() > 2  # both faces
     assert diff[:, :60, 560:720].mean() < 1.5  # not the background between them
+    p = decode(preview)[0].astype(int)  # one row of original | inversion | edit per person
+    assert p.shape == (10, 512, 768, 3)
+    rows = p[:, :256], p[:, 256:]
+    assert all(r.mean() > 20 for r in rows)  # both rows hold a face (an absent face's row is black)
+    assert np.abs(rows[0][..., :256, :] - rows[1][..., :256, :]).mean() > 10  # two different people
+    for r in rows:
+        assert np.abs(r[..., 256:512, :] - r[..., 512:, :]).mean() > 1.0  # the edit shows in each row
 
 
 def test_three_shots_cuts_found_and_tracks_split(videos_dir, tmp_path):

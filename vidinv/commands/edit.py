@@ -163,7 +163,7 @@ def add_parser(sub) -> None:
     p.add_argument("--report", metavar="PATH.json",
                    help="write the run report as JSON (frames, faces, tracks, cuts, timings, options, chunks)")
     p.add_argument("--preview", metavar="PATH.mp4",
-                   help="write a side-by-side preview: original | inversion | edit crops of the edited face")
+                   help="write a side-by-side preview: original | inversion | edit crops, one row per edited face")
     add_config_flags(p, EDIT_FLAGS, PipelineConfig)
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
