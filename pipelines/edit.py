@@ -238,6 +238,22 @@ class EditPipeline:
         check_output_path(out, self.cfg.execution.cache_dir)
         check_models(spec)
         resolve_detector(self.cfg.faces.detector)
+        precision = spec.get("precision", "fp32")
+        if self.cfg.tune.enabled and precision != "fp32":
+            raise VidinvError(f"generator tuning (--tune pti, --stitch) needs --precision fp32 (the weights are "
+                              f"fine-tuned), got --precision {precision}")
+        if self._models_in_process():  # else the workers' devices decide (a cluster's GPUs)
+            from vidinv.device import pick_device, pick_dtype
+
+            pick_dtype(precision, pick_device(spec.get("device", "auto")))
+
+    def _models_in_process(self) -> bool:
+        """Whether the models will run in this process (the given executor, or the one the config picks)."""
+        if self._executor is not None:
+            return getattr(self._executor, "name", "") == "local"
+        from pipelines.executors import choose_executor
+
+        return choose_executor(self.cfg.execution, self._n_frames)[0] == "local"
 
     def parser(self) -> str | None:
         """The face-parsing checkpoint of the blend mask, or None for landmark masks."""

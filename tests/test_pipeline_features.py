@@ -16,7 +16,7 @@ from test_pipeline import decode, run_edit, tiny_cfg, tiny_direction  # noqa: E4
 
 from pipelines.edit import EditPipeline  # noqa: E402
 from pipelines.executors import LocalExecutor  # noqa: E402
-from vidinv.errors import InputError  # noqa: E402
+from vidinv.errors import InputError, VidinvError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,18 @@ def test_existing_output_needs_overwrite(clip, tmp_path):
     run_edit(tiny_cfg(output={"overwrite": True}), clip, out, [], report=rep)
     assert len(decode(out)[0]) == 12 and json.loads(rep.read_text())["frames"] == 12
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+@pytest.mark.parametrize("models, tune, match", [
+    ({"precision": "fp16"}, {"method": "pti"}, r"generator tuning \(--tune pti, --stitch\) needs --precision fp32"),
+    ({"precision": "bf16"}, {"stitch": True}, "needs --precision fp32"),
+    ({"precision": "bf16", "device": "cpu"}, {}, "precision bf16 is a GPU option"),
+])
+def test_precision_conflicts_stop_before_any_work(clip, tmp_path, models, tune, match):
+    cfg = tiny_cfg(models=models, tune=tune)
+    with pytest.raises(VidinvError, match=match):
+        EditPipeline(cfg, executor=_NoWork(), quiet=True)(clip, tmp_path / "out.mp4", [])
+    assert not list(tmp_path.glob("*.mp4"))
 
 
 def test_video_chat_clip_both_faces_every_frame(videos_dir, tmp_path):
