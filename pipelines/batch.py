@@ -17,7 +17,8 @@ from vidinv.config import PipelineConfig
 log = logging.getLogger(__name__)
 
 
-def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | None, allow_no_face: bool) -> dict:
+def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | None, allow_no_face: bool,
+              preview: str | None = None) -> dict:
     from pipelines.edit import EditPipeline
     from pipelines.executors import LocalExecutor
     from vidinv.config import load_config
@@ -25,9 +26,11 @@ def _edit_one(cfg_dict: dict, src: str, dst: str, edits: list, offline: bool | N
 
     cfg = load_config(overrides=cfg_dict)
     try:
-        res = EditPipeline(cfg, executor=LocalExecutor(), quiet=True, offline=offline)(src, dst, edits, allow_no_face)
-        return {"input": src, "status": "ok", "output": res.output, "frames": res.n_frames,
-                "faces": res.faces_edited, "report": res.report}
+        res = EditPipeline(cfg, executor=LocalExecutor(), quiet=True, offline=offline)(src, dst, edits, allow_no_face,
+                                                                                      preview=preview)
+        row = {"input": src, "status": "ok", "output": res.output, "frames": res.n_frames,
+               "faces": res.faces_edited, "report": res.report}
+        return row if preview is None or res.copied_through else dict(row, preview=preview)
     except VidinvError as exc:
         return {"input": src, "status": "failed", "error": str(exc)}
     except Exception as exc:  # one bad clip never stops the others
@@ -54,16 +57,21 @@ def map_clips(fn: Callable, args_list: list[tuple], cfg: PipelineConfig, quiet: 
 
 
 def edit_many(inputs: list[Path], out_dir: Path, edits: list, cfg: PipelineConfig, quiet: bool = False,
-              offline: bool | None = None, allow_no_face: bool = False, root: Path | None = None) -> list[dict]:
+              offline: bool | None = None, allow_no_face: bool = False, root: Path | None = None,
+              preview_dir: Path | None = None) -> list[dict]:
     """Edit every clip into ``out_dir``, mirroring each clip's folder relative to ``root`` (default: the
     inputs' common folder; see :func:`pipelines.outputs.mirrored_outputs`); returns one summary row per clip.
-    An existing output without ``output.overwrite`` is an error before any work."""
+    ``preview_dir``: each clip's preview too, mirrored the same way under it. An existing output (or preview)
+    without ``output.overwrite`` is an error before any work."""
     from pipelines.outputs import existing_output, mirrored_outputs
 
     outs = mirrored_outputs(inputs, out_dir, edits, root)
-    for o in outs:
+    previews = mirrored_outputs(inputs, preview_dir, edits, root) if preview_dir is not None else [None] * len(outs)
+    for o, pv in zip(outs, previews):
         existing_output(o, cfg.output.overwrite)
-    for o in sorted({o.parent for o in outs}):
+        if pv is not None:
+            existing_output(pv, cfg.output.overwrite, "preview")
+    for o in sorted({o.parent for o in [*outs, *previews] if o is not None}):
         o.mkdir(parents=True, exist_ok=True)
 
     # weights are resolved once here, so that a missing file fails before any work
@@ -72,5 +80,6 @@ def edit_many(inputs: list[Path], out_dir: Path, edits: list, cfg: PipelineConfi
     spec = resolve_model_spec(cfg.models, offline=offline)
     cfg = replace(cfg, models=replace(cfg.models, generator=spec["generator"], encoder=spec["encoder"]))
     cfg_dict = asdict(cfg)
-    args = [(cfg_dict, str(p), str(o), edits, offline, allow_no_face) for p, o in zip(inputs, outs)]
+    args = [(cfg_dict, str(p), str(o), edits, offline, allow_no_face, None if pv is None else str(pv))
+            for p, o, pv in zip(inputs, outs, previews)]
     return map_clips(_edit_one, args, cfg, quiet=quiet)

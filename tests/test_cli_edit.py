@@ -156,6 +156,30 @@ def test_edit_cli_folder_mode_names_never_collide(tmp_path, capsys):
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_edit_cli_folder_mode_previews_mirrored(tmp_path, capsys):
+    """Many clips: --preview names a folder; each clip's preview mirrors its output; a file name is refused."""
+    import av
+
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        write_clip(tmp_path / "in" / sub / "take.mp4", face_frames(6))
+    out, prev = tmp_path / "out", tmp_path / "prev"
+    rc = main(["edit", str(tmp_path / "in"), "--invert-only", "--out", str(out), "--preview", str(prev),
+               "--quiet", *TINY])
+    assert rc == 0 and "2 of 2 clips edited" in capsys.readouterr().out
+    made = sorted(p.relative_to(prev).as_posix() for p in prev.rglob("*.mp4"))
+    assert made == ["a/take_inversion.mp4", "b/take_inversion.mp4"]
+    for p in prev.rglob("*.mp4"):
+        with av.open(str(p)) as c:
+            s = c.streams.video[0]
+            assert (s.codec_context.width, s.codec_context.height, s.frames) == (768, 256, 6)
+    rc = main(["edit", str(tmp_path / "in"), "--invert-only", "--out", str(tmp_path / "o2"), "--preview",
+               str(tmp_path / "p.mp4"), "--quiet", *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "names a folder" in err[0]
+    assert not (tmp_path / "o2").exists() or not list((tmp_path / "o2").rglob("*.mp4"))
+
+
 def test_edit_cli_missing_weights_named_all_at_once(clip, tmp_path, monkeypatch, capsys):
     """Every file the run needs (encoder, generator, parsing net, each attribute's direction) in ONE line."""
     from vidinv.editing.attributes import attribute_artifact

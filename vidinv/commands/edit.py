@@ -163,7 +163,8 @@ def add_parser(sub) -> None:
     p.add_argument("--report", metavar="PATH.json",
                    help="write the run report as JSON (frames, faces, tracks, cuts, timings, options, chunks)")
     p.add_argument("--preview", metavar="PATH.mp4",
-                   help="write a side-by-side preview: original | inversion | edit crops, one row per edited face")
+                   help="write a side-by-side preview: original | inversion | edit crops, one row per edited face "
+                        "(many clips: a folder, each clip's preview mirrored under it like the outputs)")
     add_config_flags(p, EDIT_FLAGS, PipelineConfig)
     add_common_pipeline_args(p)
     p.set_defaults(func=run)
@@ -210,8 +211,14 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.batch import edit_many
     from pipelines.outputs import check_folder
 
-    if args.codes or args.preview:
-        raise InputError("--codes and --preview take one clip, not a folder or a pattern")
+    if args.codes:
+        raise InputError("--codes takes one clip, not a folder or a pattern (one bundle per clip)")
+    preview_dir = Path(args.preview) if args.preview else None
+    if preview_dir is not None:
+        if preview_dir.suffix.lower() == ".mp4":
+            raise InputError(f"--preview {preview_dir}: with many clips --preview names a folder (each clip's "
+                             "preview is written under it, mirrored like the outputs)")
+        check_folder(preview_dir, f"--preview {preview_dir}", create=True)
     if args.report:
         from pipelines.outputs import existing_output
 
@@ -220,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     check_folder(out_dir, f"--out {out_dir}", create=True)  # OUT may be created: its last level only
     root = Path(args.input) if Path(args.input).is_dir() else None
     summary = edit_many(inputs, out_dir, edits, cfg, quiet=args.quiet, offline=offline,
-                        allow_no_face=args.allow_no_face, root=root)
+                        allow_no_face=args.allow_no_face, root=root, preview_dir=preview_dir)
     failed = [s for s in summary if s["status"] != "ok"]
     for s in summary:
         print(f"{s['status']:>6}  {s['input']}" + (f" -> {s['output']}" if s.get("output") else f"  ({s.get('error')})"))
