@@ -167,10 +167,10 @@ def _time_driver_checks() -> dict:
     return check
 
 
-def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path, fast_load: str = "1",
+def run_edit(clip: Path, gp: Path, ep: Path, direction: Path, out: Path,
              env_extra: dict | None = None) -> tuple[float, dict]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_T0=repr(time.time()), VIDINV_FAST_LOAD=fast_load,
-               **(env_extra or {}))
+    env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_T0=repr(time.time()), VIDINV_FAST_LOAD="1")
+    env.update(env_extra or {})
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "_child", str(clip), str(gp), str(ep), str(direction), str(out)],
                           capture_output=True, text=True, env=env)
@@ -218,47 +218,38 @@ def main() -> None:
         import gc
 
         gc.collect()
+        edit_args = (short, gp, ep, dpath, tmp / "out.mp4")
         if args.load_ab:
-            load_ab(args.load_ab, (short, gp, ep, dpath, tmp / "out.mp4"))
+            interleaved_ab(args.load_ab, edit_args, "model load", {
+                "previous (random init, checks read)": {"VIDINV_FAST_LOAD": "0"},
+                "current (no init + assign, mapped)": {}})
         if args.process_ab:
-            process_ab(args.process_ab, (short, gp, ep, dpath, tmp / "out.mp4"))
+            interleaved_ab(args.process_ab, edit_args, "process settings", {
+                "glibc allocator + ordinary exit": {"VIDINV_MALLOC": "default", "VIDINV_SLOW_EXIT": "1"},
+                "vidinv allocator policy + quick exit": {}})
         wall, res = run_edit(short, gp, ep, dpath, tmp / "out.mp4")
     report(args, info, wall, res, t_off)
     if args.memory:
         subprocess.run([sys.executable, str(HERE / "edit_clip.py"), "memory"], check=True)
 
 
-def process_ab(pairs: int, edit_args: tuple) -> None:
-    """glibc's default allocator and the ordinary interpreter exit vs vidinv's process settings, interleaved."""
-    plain = {"VIDINV_MALLOC": "default", "VIDINV_SLOW_EXIT": "1"}
-    rows: dict[str, list] = {"plain": [], "vidinv": []}
+def interleaved_ab(pairs: int, edit_args: tuple, what: str, variants: dict[str, dict]) -> None:
+    """``pairs`` rounds of one ``vidinv edit`` child run per variant (label -> extra environment), interleaved;
+    wall, model compute, fixed cost and its parts for each run."""
+    rows: dict[str, list] = {label: [] for label in variants}
     *args, out = edit_args
     for i in range(pairs):
-        for name, extra in (("plain", plain), ("vidinv", {})):
-            wall, res = run_edit(*args, out.with_name(f"pab{i}_{name}.mp4"), env_extra=extra)
-            rows[name].append((wall, wall - res["compute_s"], res["compute_s"], os.getloadavg()[0]))
-    print(f"process settings A/B, {pairs} interleaved pair(s) (load avg after each):")
-    labels = {"plain": "glibc allocator + ordinary exit", "vidinv": "vidinv allocator policy + quick exit"}
-    for name, label in labels.items():
-        for wall, fixed, compute, la in rows[name]:
-            print(f"  {label:<38} wall {wall:5.1f} s | model compute {compute:5.1f} s | fixed {fixed:4.1f} s | "
-                  f"load {la:.1f}")
-
-
-def load_ab(pairs: int, edit_args: tuple) -> None:
-    """Previous vs current model load, interleaved in this run: fixed cost and its parts for each."""
-    rows = {"0": [], "1": []}
-    *args, out = edit_args
-    for i in range(pairs):
-        for fast in ("0", "1"):
-            wall, res = run_edit(*args, out.with_name(f"ab{i}_{fast}.mp4"), fast_load=fast)
-            rows[fast].append((wall - res["compute_s"], res["startup_s"], res["check_s"], res["load_s"], wall,
-                               os.getloadavg()[0]))
-    print(f"model load A/B, {pairs} interleaved pair(s) (fixed cost = wall - model compute; load avg after each):")
-    for fast, name in (("0", "previous (random init, checks read)"), ("1", "current (no init + assign, mapped)")):
-        for fixed, start, check, load, wall, la in rows[fast]:
-            print(f"  {name:<36} fixed {fixed:5.1f} s | startup {start:4.1f} s | driver checks {check:4.2f} s | "
-                  f"model load {load:5.2f} s | wall {wall:5.1f} s | load {la:.1f}")
+        for k, (label, extra) in enumerate(variants.items()):
+            name = f"ab_{what.replace(' ', '_')}_{i}_{k}.mp4"  # one output per run, never an existing one
+            wall, res = run_edit(*args, out.with_name(name), env_extra=extra)
+            rows[label].append((wall, res, os.getloadavg()[0]))
+    print(f"{what} A/B, {pairs} interleaved pair(s) (fixed cost = wall - model compute; load avg after each):")
+    width = max(map(len, variants))
+    for label, runs in rows.items():
+        for wall, res, la in runs:
+            print(f"  {label:<{width}} wall {wall:5.1f} s | model compute {res['compute_s']:5.1f} s | "
+                  f"fixed {wall - res['compute_s']:4.1f} s | startup {res['startup_s']:4.1f} s | "
+                  f"driver checks {res['check_s']:4.2f} s | model load {res['load_s']:5.2f} s | load {la:.1f}")
 
 
 def report(args, info, wall: float, res: dict, t_off: float) -> None:

@@ -197,15 +197,22 @@ def ours_edit(G, inv, img, d, noise):
     return feature_edit(G, w, Fc, w + d, noise)
 
 
-def bench_vs_official(models, args, device) -> None:
-    """Synthesis at batch 1 and the edit frame, interleaved official/ours; ours also at ``args.batch``."""
-    oG, oenc, extra, G, inv = models
+def _inputs(G, inv, device, batch: int):
+    """Seeded synthesis/edit inputs (the same in every process): noise, W+ codes at batch 1 and ``batch``,
+    a 1024 image and an edit direction."""
     gen = torch.Generator().manual_seed(1)
     noise = [n.to(device) for n in G.make_noise(1, generator=gen)]
     w = torch.randn(1, G.n_latent, G.style_dim, generator=gen).to(device) * 0.5 + inv.latent_avg
-    wb = torch.randn(args.batch, G.n_latent, G.style_dim, generator=gen).to(device) * 0.5 + inv.latent_avg
+    wb = torch.randn(batch, G.n_latent, G.style_dim, generator=gen).to(device) * 0.5 + inv.latent_avg
     img = (torch.rand(1, 3, G.size, G.size, generator=gen) * 2 - 1).to(device)
     d = torch.randn(1, G.n_latent, G.style_dim, generator=gen).to(device) * 0.3
+    return noise, w, wb, img, d
+
+
+def bench_vs_official(models, args, device) -> None:
+    """Synthesis at batch 1 and the edit frame, interleaved official/ours; ours also at ``args.batch``."""
+    oG, oenc, extra, G, inv = models
+    noise, w, wb, img, d = _inputs(G, inv, device, args.batch)
     print(f"\n== vs official, {args.repeats} interleaved repeats (median), batch 1, fp32, {_load()}")
     with torch.no_grad():
         if oG is not None:
@@ -272,15 +279,6 @@ def bench_stages(G, inv, args, device) -> None:
         print(f"{name}: frames/s: {stages}; edit max abs err vs fp32 {err}; finite {fin}")
 
 
-def _inputs(G, inv, device):
-    """The synthesis/edit inputs of ``bench_vs_official`` (seeded: the same in every process)."""
-    gen = torch.Generator().manual_seed(1)
-    noise = [n.to(device) for n in G.make_noise(1, generator=gen)]
-    w = torch.randn(1, G.n_latent, G.style_dim, generator=gen).to(device) * 0.5 + inv.latent_avg
-    torch.randn(8, G.n_latent, G.style_dim, generator=gen)  # (the batch codes of bench_vs_official)
-    img = (torch.rand(1, 3, G.size, G.size, generator=gen) * 2 - 1).to(device)
-    d = torch.randn(1, G.n_latent, G.style_dim, generator=gen).to(device) * 0.3
-    return noise, w, img, d
 
 
 def serve(side: str, args) -> None:
@@ -291,7 +289,7 @@ def serve(side: str, args) -> None:
         tune_allocator()  # as the vidinv command does; the official side keeps glibc as it comes
     torch.set_num_threads(args.threads)
     oG, oenc, extra, G, inv = build_models(load_official(Path(args.official)), args.size)
-    noise, w, img, d = _inputs(G, inv, torch.device("cpu"))
+    noise, w, _, img, d = _inputs(G, inv, torch.device("cpu"), args.batch)
     if side == "ours":
         fns = {"synthesis": lambda: G.synthesis(w, noise), "edit": lambda: ours_edit(G, inv, img, d, noise)}
     else:
@@ -320,7 +318,7 @@ def bench_processes(args) -> None:
     """Each side in its own process as its users run it (vidinv with its allocator policy, the official code
     with glibc's default), same weights and inputs, interleaved: official, ours, official, ..."""
     cmd = [sys.executable, __file__, "_serve", "--official", args.official, "--size", str(args.size),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--batch", str(args.batch)]
     tmp = Path(tempfile.mkdtemp(prefix="bench_speed_"))
     procs = {s: subprocess.Popen(cmd + ["--side", s, "--dump", str(tmp / f"{s}.pt")], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True) for s in ("official", "ours")}
